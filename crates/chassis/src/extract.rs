@@ -1,0 +1,143 @@
+//! Request extractors whose rejections are problem documents, and the
+//! caller's identity as the gateway forwards it.
+//!
+//! Services sit behind the gateway on loopback; the gateway verifies the
+//! access token, strips any `X-User-*` header a client sent, and sets
+//! `X-User-Id` and `X-User-Roles`. Services trust those two headers.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::problem::{FieldError, Problem};
+
+/// The header carrying the verified user id.
+pub const USER_ID_HEADER: &str = "x-user-id";
+/// The header carrying the verified roles, comma-separated.
+pub const USER_ROLES_HEADER: &str = "x-user-roles";
+/// The role of shop administrators.
+pub const ROLE_ADMIN: &str = "admin";
+/// The role of shoppers.
+pub const ROLE_CUSTOMER: &str = "customer";
+
+/// A JSON body; a bad body becomes a 400, 413, 415 or 422 problem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let path = req.uri().path().to_owned();
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_problem(&rejection).with_instance(path)),
+        }
+    }
+}
+
+fn json_problem(rejection: &JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            let text = e.body_text();
+            // serde's message reads "Failed to deserialize the JSON body into the target type: <path>: <why>".
+            let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_owned();
+            let (field, message) = match detail.split_once(": ") {
+                Some((field, message)) if !field.contains(' ') => (field.to_owned(), message.to_owned()),
+                _ => ("body".to_owned(), detail.clone()),
+            };
+            Problem::validation(vec![FieldError::new(field, message)])
+        }
+        JsonRejection::JsonSyntaxError(_) => Problem::bad_request("malformed_json", "The body is not valid JSON."),
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as application/json.",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
+        }
+        _ => Problem::bad_request("unreadable_body", "The request body could not be read."),
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query parameters; bad ones become a 422 problem naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let text = e.body_text();
+                let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_owned();
+                Err(Problem::validation(vec![FieldError::new("query", detail)]).with_instance(parts.uri.path()))
+            }
+            Err(_) => Err(Problem::bad_request("bad_query", "The query string could not be read.")),
+        }
+    }
+}
+
+/// The verified caller, as forwarded by the gateway. Rejects with 401 when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's id.
+    pub user_id: Uuid,
+    /// The user's roles.
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Ok when the caller is an admin, else a 403 problem.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.has_role(ROLE_ADMIN) { Ok(()) } else { Err(Problem::forbidden("This operation needs the admin role.")) }
+    }
+
+    fn from_parts(parts: &Parts) -> Option<Self> {
+        let user_id = parts.headers.get(USER_ID_HEADER)?.to_str().ok()?.parse().ok()?;
+        let roles = parts
+            .headers
+            .get(USER_ROLES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        Some(Self { user_id, roles })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_parts(parts).ok_or_else(|| Problem::unauthorized("Sign in to use this operation."))
+    }
+}
+
+/// The caller when there is one; anonymous requests get `None`.
+#[derive(Debug, Clone)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Caller::from_parts(parts)))
+    }
+}
