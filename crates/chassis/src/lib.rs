@@ -15,6 +15,7 @@
 //! - [`db`]: SQLite and PostgreSQL pools, dialects, migrations and write transactions.
 //! - [`client`]: the outgoing HTTP client that carries the trace context.
 //! - [`server`]: the incoming middleware stack, graceful shutdown and `run`.
+//! - [`service`]: the options and start-up error shared by every `bazaar serve <name>`.
 //! - [`task`]: the one way to spawn a background task.
 //! - [`openapi`]: serving a service's OpenAPI document.
 
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod server;
+pub mod service;
 pub mod task;
 pub mod telemetry;
 pub mod trace;

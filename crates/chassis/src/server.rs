@@ -22,6 +22,12 @@ use crate::trace::{self, TraceContext};
 /// The response header naming the trace of the request, for clients to quote.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
+/// A route label a handler puts in its response's extensions when the router's
+/// matched path does not say what the request was (the gateway's catch-all
+/// proxy labels requests by the route-table prefix they matched).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub std::sync::Arc<str>);
+
 /// A shutdown signal passed down to everything that must stop: cloneable,
 /// and every clone sees the trigger.
 #[derive(Debug, Clone)]
@@ -138,6 +144,7 @@ async fn observe(request: Request, next: Next) -> Response {
     metrics::gauge!(crate::metrics::HTTP_IN_FLIGHT).decrement(1.0);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    let route = response.extensions().get::<RouteLabel>().map_or(route, |label| label.0.to_string());
     crate::metrics::record_request(&route, method.as_str(), status, elapsed);
     // Probes and scrapes would drown the access log; they are counted in metrics instead.
     if !path.starts_with("/health") && path != "/metrics" {

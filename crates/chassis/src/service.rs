@@ -1,0 +1,82 @@
+//! What the `bazaar` binary needs to run any service: the options of
+//! `bazaar serve <name>` and the error a service's start-up can end in.
+//! Every service crate exposes `pub async fn serve(ServeOptions, Shutdown) -> Result<(), StartError>`.
+
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, Sources};
+use crate::db::DbError;
+
+/// How `bazaar serve <name>` runs one service process.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The data directory (`./.bazaar` by default): databases, keys and logs live under it.
+    pub data_dir: PathBuf,
+    /// Which replica this process is (1-based), for log lines and file names.
+    pub instance: u32,
+    /// Where configuration comes from (files, env, flags).
+    pub sources: Sources,
+}
+
+/// Why a service could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A socket or file could not be used.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Any other set-up step failed; the message says which and why.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A built service, ready to serve: its full router (own routes inside the
+/// chassis stack), its health, and what to close on the way out.
+pub struct Service {
+    name: &'static str,
+    router: axum::Router,
+    health: crate::health::Health,
+    db: Option<crate::db::Db>,
+    grace: std::time::Duration,
+}
+
+impl Service {
+    /// Wraps `routes` in the chassis stack (health, metrics, problems, limits, tracing).
+    pub fn new(
+        name: &'static str,
+        routes: axum::Router,
+        health: crate::health::Health,
+        http: &crate::config::HttpSettings,
+    ) -> Self {
+        let router = crate::server::stack(routes, &health, http.body_limit_bytes);
+        Self { name, router, health, db: None, grace: std::time::Duration::from_secs(http.shutdown_grace_secs) }
+    }
+
+    /// Closes `db` after the server has drained.
+    pub fn with_db(mut self, db: crate::db::Db) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// The complete router, for tests that drive it without a socket.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// Serves on `listener` until `shutdown`, drains, then closes the database.
+    pub async fn run(self, listener: tokio::net::TcpListener, shutdown: crate::server::Shutdown) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        tracing::info!(service = self.name, address = %addr, version = crate::VERSION, "listening");
+        crate::server::run(listener, self.router, self.health, shutdown, self.grace).await?;
+        if let Some(db) = self.db {
+            db.close().await;
+        }
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}

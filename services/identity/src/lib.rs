@@ -1,0 +1,94 @@
+//! The identity service: user accounts and the access tokens that prove who a
+//! caller is. It registers users (publishing `identity.user-registered.v1`),
+//! checks passwords with Argon2id, signs short-lived EdDSA access tokens, and
+//! publishes the public keys as a JWKS so the gateway can verify those tokens
+//! without calling back.
+//!
+//! # Layout
+//! - [`domain`]: the write side's values, the user aggregate and its events; no I/O.
+//! - [`password`]: Argon2id hashing and verification (CPU-heavy: blocking pool only).
+//! - [`keys`]: the persistent Ed25519 signing key ring, the JWKS and access-token claims.
+//! - [`store`]: the store contract and its SQL implementation (write side and profile projection).
+//! - [`app`]: commands (register, sign in, ensure the admin) and the profile query.
+//! - [`http`]: routes, handlers and the OpenAPI document.
+
+pub mod app;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod password;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chassis::config::{DatabaseSettings, HttpSettings};
+use chassis::db::Db;
+use chassis::health::Health;
+use chassis::server::Shutdown;
+use chassis::service::{ServeOptions, Service, StartError};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi as _;
+
+/// The service's name: its config section, log tag and database name.
+pub const NAME: &str = "identity";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Identity's configuration (`[identity]` in bazaar.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener.
+    pub http: HttpSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// Where the signing key lives; empty means `<data_dir>/services/identity/keys`.
+    pub keys_dir: PathBuf,
+    /// A file `{"email": ..., "password": ...}` naming the admin account to create if missing.
+    pub admin_credentials_file: Option<PathBuf>,
+    /// How many password hashes may run at once (each takes ~19 MiB and tens of ms of CPU).
+    pub hashing_slots: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            keys_dir: PathBuf::new(),
+            admin_credentials_file: None,
+            hashing_slots: 2,
+        }
+    }
+}
+
+/// Opens the database and the key ring, creates the admin if asked, and builds the service.
+pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartError> {
+    let db = Db::connect(&config.database.url_or_default(data_dir, NAME), config.database.max_connections).await?;
+    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+    let keys_dir = if config.keys_dir.as_os_str().is_empty() {
+        data_dir.join("services").join(NAME).join("keys")
+    } else {
+        config.keys_dir.clone()
+    };
+    let keys = keys::KeyRing::load_or_create(&keys_dir)
+        .map_err(|e| StartError::Setup(format!("signing keys in {}: {e}", keys_dir.display())))?;
+    let identity = Arc::new(app::Identity::new(store::SqlUserStore::new(db.clone()), Arc::new(keys), config.hashing_slots));
+    if let Some(file) = &config.admin_credentials_file {
+        identity.ensure_admin(file).await.map_err(|e| StartError::Setup(format!("creating the admin account: {e}")))?;
+    }
+    let health = Health::builder(chassis::VERSION).database(db.clone()).build();
+    let routes = http::router(identity).merge(chassis::openapi::router(http::ApiDoc::openapi()));
+    Ok(Service::new(NAME, routes, health, &config.http).with_db(db))
+}
+
+/// `bazaar serve identity`: loads the configuration, builds and serves until shutdown.
+pub async fn serve(opts: ServeOptions, shutdown: Shutdown) -> Result<(), StartError> {
+    let config: Config = chassis::config::load(NAME, &opts.sources)?;
+    let service = build(&config, &opts.data_dir).await?;
+    let listener = chassis::server::bind(&config.http.host, config.http.port).await?;
+    service.run(listener, shutdown).await?;
+    Ok(())
+}
