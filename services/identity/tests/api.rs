@@ -1,0 +1,156 @@
+//! Identity's HTTP API on a real socket and a real SQLite file: sign-up,
+//! sign-in, the profile, the JWKS, and the bad inputs a client can send.
+
+use std::net::SocketAddr;
+
+use chassis::server::{Shutdown, ShutdownTrigger};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    _trigger: ShutdownTrigger,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = identity::Config::default();
+    let service = identity::build(&config, dir.path()).await.expect("identity builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let (trigger, shutdown) = Shutdown::new();
+    chassis::task::spawn("identity", service.run(listener, shutdown));
+    Running { base: format!("http://{addr}"), client: reqwest::Client::new(), _trigger: trigger, _dir: dir }
+}
+
+impl Running {
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.client.post(format!("{}{path}", self.base)).json(&body).send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn register(&self, email: &str) -> (StatusCode, Value) {
+        self.post("/api/v1/users", json!({"email": email, "password": "correct-horse-42", "name": "Ada"})).await
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post("/api/v1/auth/token", json!({"email": email, "password": password})).await
+    }
+}
+
+#[tokio::test]
+async fn sign_up_then_sign_in_gives_a_bearer_token_and_a_profile() {
+    let api = start().await;
+    let (status, user) = api.register("Ada@Example.com").await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["roles"], json!(["customer"]));
+    assert!(user.get("password_hash").is_none());
+
+    let (status, grant) = api.sign_in("ada@example.com", "correct-horse-42").await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    assert_eq!(grant["token_type"], "Bearer");
+    assert_eq!(grant["expires_in"], 900);
+    assert_eq!(grant["access_token"].as_str().map(|t| t.split('.').count()), Some(3));
+
+    let me: Value = api
+        .client
+        .get(format!("{}/api/v1/users/me", api.base))
+        .header("x-user-id", user["id"].as_str().expect("id"))
+        .header("x-user-roles", "customer")
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["id"], user["id"]);
+}
+
+#[tokio::test]
+async fn bad_sign_ups_name_every_bad_field() {
+    let api = start().await;
+    let (status, problem) = api.post("/api/v1/users", json!({"email": "no-at-sign", "password": "short", "name": ""})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    for field in ["email", "password", "name"] {
+        assert!(fields.contains(&field), "{field} missing from {problem}");
+    }
+    assert_eq!(problem["status"], 422);
+
+    let (status, _) = api.register("grace@example.com").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, problem) = api.register("GRACE@example.com").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["code"], "email_taken");
+
+    let response = api
+        .client
+        .post(format!("{}/api/v1/users", api.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_are_indistinguishable() {
+    let api = start().await;
+    api.register("ada@example.com").await;
+    let (wrong_status, wrong) = api.sign_in("ada@example.com", "not-the-password-1").await;
+    let (unknown_status, unknown) = api.sign_in("nobody@example.com", "not-the-password-1").await;
+    assert_eq!(wrong_status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown_status, StatusCode::UNAUTHORIZED);
+    for key in ["type", "title", "status", "detail", "code"] {
+        assert_eq!(wrong[key], unknown[key], "{key} differs");
+    }
+}
+
+#[tokio::test]
+async fn sixth_failed_sign_in_for_an_email_is_throttled_whether_or_not_it_exists() {
+    let api = start().await;
+    api.register("ada@example.com").await;
+    for email in ["ada@example.com", "ghost@example.com"] {
+        for attempt in 1..=5 {
+            let (status, _) = api.sign_in(email, "wrong-password-9").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt} for {email}");
+        }
+        let response = api
+            .client
+            .post(format!("{}/api/v1/auth/token", api.base))
+            .json(&json!({"email": email, "password": "correct-horse-42"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    let (status, _) = api.sign_in("other@example.com", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "other emails are not affected");
+}
+
+#[tokio::test]
+async fn jwks_publishes_one_ed25519_key_that_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        let service = identity::build(&identity::Config::default(), dir.path()).await.expect("builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (trigger, shutdown) = Shutdown::new();
+        let running = chassis::task::spawn("identity", service.run(listener, shutdown));
+        let jwks: Value = reqwest::get(format!("http://{addr}/.well-known/jwks.json")).await.expect("get").json().await.expect("json");
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+        kids.push(jwks["keys"][0]["kid"].clone());
+        trigger.trigger();
+        running.await.expect("stops cleanly");
+    }
+    assert_eq!(kids[0], kids[1]);
+}
