@@ -108,15 +108,7 @@ impl<S: CatalogStore> Catalog<S> {
     }
 
     async fn validate(&self, input: ProductInput) -> Result<ProductDraft, AppError> {
-        let draft = ProductDraft::validate(input).map_err(|errors| {
-            AppError::Invalid(
-                errors
-                    .into_errors()
-                    .into_iter()
-                    .map(|e| FieldError::new(e.field, e.message))
-                    .collect(),
-            )
-        })?;
+        let draft = ProductDraft::validate(input).map_err(|errors| AppError::Invalid(errors.into_errors()))?;
         if !self.store.category_exists(&draft.category).await? {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "category",

@@ -98,7 +98,7 @@ impl<S: UserStore> Identity<S> {
     /// Signs up a customer.
     pub async fn register(&self, input: RegistrationInput) -> Result<Profile, AppError> {
         let valid = input.validate().map_err(|errors| {
-            AppError::Invalid(errors.into_inner().into_iter().map(|e| FieldError::new(e.field, e.message)).collect())
+            AppError::Invalid(errors.into_inner())
         })?;
         let id = self.create_user(valid.email, valid.name, valid.password, vec![Role::Customer], false).await?;
         self.me(id).await

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{DisplayName, Email, Password};
 
@@ -60,24 +60,9 @@ pub struct ValidRegistration {
     pub name: DisplayName,
 }
 
-/// One invalid field of a request, as listed in a 422 problem's `errors`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// The field's JSON name.
-    pub field: String,
-    /// What is wrong with it, in words a client can show.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A field error from a field name and a message.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One invalid field of a request, as listed in a 422 problem's `errors`: the
+/// chassis's type, so validation errors go straight into a problem document.
+pub use chassis::problem::FieldError;
 
 /// Every problem found in one request; never empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
