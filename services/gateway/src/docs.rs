@@ -92,7 +92,11 @@ async fn openapi(State(docs): State<Arc<ApiDocs>>) -> Response {
 /// Merges service documents into the public one.
 pub fn merge(routes: &RouteTable, docs: &[Value]) -> Value {
     let mut paths = Map::new();
-    let mut schemas = Map::new();
+    // The edge's own problem answers refer to this schema, whichever services are up.
+    let mut schemas = Map::from_iter([
+        ("Problem".to_owned(), schema_of::<Problem>()),
+        ("FieldError".to_owned(), schema_of::<chassis::problem::FieldError>()),
+    ]);
     let mut tags = Vec::new();
     for doc in docs {
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
@@ -122,6 +126,10 @@ pub fn merge(routes: &RouteTable, docs: &[Value]) -> Value {
         },
         "tags": tags,
     })
+}
+
+fn schema_of<T: utoipa::PartialSchema>() -> Value {
+    serde_json::to_value(T::schema()).unwrap_or(Value::Null)
 }
 
 fn with_edge_responses(mut item: Value) -> Value {
@@ -161,5 +169,6 @@ mod tests {
             assert!(responses[status].is_object(), "missing {status}");
         }
         assert_eq!(merged["components"]["schemas"]["Product"]["type"], "object");
+        assert!(merged["components"]["schemas"]["Problem"]["properties"]["status"].is_object());
     }
 }

@@ -120,9 +120,8 @@ fn reject(reason: &'static str, problem: Problem) -> Response {
 }
 
 fn auth_problem(error: &AuthError) -> Problem {
-    let mut problem = Problem::unauthorized(format!("The access token was refused: {error}."));
-    problem.code = format!("token_{}", error.code());
-    problem
+    // The code already carries its `token_` prefix; the problem type is derived from it.
+    Problem::new(StatusCode::UNAUTHORIZED, error.code(), format!("The access token was refused: {error}."))
 }
 
 /// A request id: the client's if it is a sane token, else a new UUIDv7.
