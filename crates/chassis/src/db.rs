@@ -56,6 +56,8 @@ pub struct Db {
     dialect: Dialect,
     read: AnyPool,
     write: AnyPool,
+    /// The SQLite file, for the cross-process migration lock.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -79,7 +81,7 @@ impl Db {
                     .connect_with(options)
                     .await
                     .map_err(DbError::Connect)?;
-                Ok(Self { dialect, read: pool.clone(), write: pool })
+                Ok(Self { dialect, read: pool.clone(), write: pool, sqlite_path: None })
             }
         }
     }
@@ -112,16 +114,33 @@ impl Db {
         // The writer is opened first so WAL mode is set before any reader connects.
         let write = pool(1).await.map_err(DbError::Connect)?;
         let read = pool(max_connections.max(1)).await.map_err(DbError::Connect)?;
-        Ok(Self { dialect: Dialect::Sqlite, read, write })
+        Ok(Self { dialect: Dialect::Sqlite, read, write, sqlite_path: Some(path.into()) })
     }
 
     /// Applies the migrations of this database's engine.
+    ///
+    /// Replicas of a service may start together on one database. PostgreSQL
+    /// migrations serialise on an advisory lock (sqlx takes it); SQLite has no
+    /// such lock, so the replicas serialise on an exclusive lock of a file
+    /// beside the database, and the later ones find the work done.
     pub async fn migrate(&self, sqlite: &Migrator, postgres: &Migrator) -> Result<(), DbError> {
-        let migrator = match self.dialect {
-            Dialect::Sqlite => sqlite,
-            Dialect::Postgres => postgres,
-        };
-        migrator.run(&self.write).await?;
+        match (self.dialect, &self.sqlite_path) {
+            (Dialect::Sqlite, Some(path)) => {
+                let lock_path = path.with_extension("migrate-lock");
+                let directory = |source| DbError::Directory { path: lock_path.display().to_string(), source };
+                let file = std::fs::File::create(&lock_path).map_err(directory)?;
+                let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|e| directory(std::io::Error::other(e)))?
+                    .map_err(directory)?;
+                let result = sqlite.run(&self.write).await;
+                // Dropping the file releases the lock.
+                drop(file);
+                result?;
+            }
+            (Dialect::Sqlite, None) => sqlite.run(&self.write).await?,
+            (Dialect::Postgres, _) => postgres.run(&self.write).await?,
+        }
         Ok(())
     }
 
@@ -230,6 +249,23 @@ mod tests {
         assert_eq!(mode, "wal");
         assert!(path.exists());
         assert!(db.ping().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn replicas_migrating_one_sqlite_file_at_once_all_succeed() {
+        static MIGRATIONS: Migrator = sqlx::migrate!("./tests/migrations");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}/shared.sqlite", dir.path().display());
+        let replicas = (0..4).map(|_| {
+            let url = url.clone();
+            async move {
+                let db = Db::connect(&url, 1).await?;
+                db.migrate(&MIGRATIONS, &MIGRATIONS).await
+            }
+        });
+        for result in futures_util::future::join_all(replicas).await {
+            assert!(result.is_ok(), "{result:?}");
+        }
     }
 
     #[tokio::test]

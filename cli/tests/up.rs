@@ -1,0 +1,187 @@
+//! `bazaar up`, `status` and `logs` as a user runs them: the real binary,
+//! its exit codes and messages, and the platform's life cycle.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use testkit::{Platform, PlatformOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bazaar");
+
+fn bazaar(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("NO_COLOR", "1").output().unwrap_or_else(|e| panic!("cannot run bazaar: {e}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn up_refuses_a_port_that_is_taken() {
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = taken.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}")).to_string();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let output = bazaar(&["up", "--data-dir", &data.to_string_lossy(), "--port", &port]);
+    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("port {port} is in use; stop what uses it or pass --port")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!data.join("admin.credentials").exists(), "nothing is set up when up cannot start");
+}
+
+#[test]
+fn up_refuses_a_data_dir_it_cannot_create() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap_or_else(|e| panic!("{e}"));
+    let data = file.join("data");
+    let port = testkit::free_port().to_string();
+    let output = bazaar(&["up", "--data-dir", &data.to_string_lossy(), "--port", &port]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains(&format!("the data dir {} is not usable", data.display())), "{message}");
+    assert!(message.contains("pass --data-dir"), "{message}");
+}
+
+#[test]
+fn serve_lists_the_valid_names_for_an_unknown_service() {
+    let output = bazaar(&["serve", "catalogue"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("identity, catalog, gateway"), "{}", stderr(&output));
+}
+
+#[test]
+fn status_fails_when_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let output = bazaar(&["status", "--data-dir", &dir.path().to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("bazaar is not running in {}", dir.path().display())),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for command in ["up", "serve", "status", "logs"] {
+        let output = bazaar(&[command, "--help"]);
+        assert!(output.status.success(), "{command} --help");
+        assert!(stdout(&output).contains("Usage: bazaar"), "{command}: {}", stdout(&output));
+    }
+}
+
+#[tokio::test]
+async fn up_runs_supervises_and_stops_the_platform() {
+    let platform = Platform::start(PlatformOptions::new(BIN).args(["--replicas", "catalog=2"]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let data = platform.data_dir().to_string_lossy().into_owned();
+
+    // The state file names every process, with the gateway on the public port.
+    let state = platform.state().unwrap_or_else(|| panic!("no state file:\n{}", platform.output()));
+    let processes = state["processes"].as_array().cloned().unwrap_or_default();
+    let names: Vec<String> =
+        processes.iter().map(|p| format!("{}-{}", p["service"].as_str().unwrap_or(""), p["instance"])).collect();
+    assert_eq!(names, ["identity-1", "catalog-1", "catalog-2", "gateway-1"]);
+    assert_eq!(state["gateway_url"], platform.gateway_url());
+    assert!(processes.iter().all(|p| p["pid"].as_u64().unwrap_or(0) > 0 && p["restarts"] == 0));
+    assert!(platform.output().contains("all 4 processes healthy in"), "{}", platform.output());
+
+    // First start wrote the admin credentials, readable by the owner only.
+    let (email, password) = platform.admin_credentials();
+    assert_eq!(email, "admin@bazaar.local");
+    assert_eq!(password.len(), 24);
+    assert!(!platform.output().contains(&password), "the password is never printed");
+
+    // `status` reports each process healthy.
+    let status = bazaar(&["status", "--data-dir", &data, "--json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    let statuses: Vec<&str> = report["processes"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["status"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(statuses.len(), 4, "{report}");
+    assert!(statuses.iter().all(|s| *s == "healthy" || *s == "degraded"), "{report}");
+
+    // A second `up` on the same data dir refuses.
+    let second = bazaar(&["up", "--data-dir", &data, "--port", &testkit::free_port().to_string()]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(stderr(&second).contains("bazaar is already running in"), "{}", stderr(&second));
+
+    // A process that dies is restarted on the same port, and the state file says so.
+    let victim = processes[1]["pid"].as_u64().unwrap_or(0) as i32;
+    let port = processes[1]["port"].as_u64().unwrap_or(0);
+    let killed = Command::new("kill").args(["-9", &victim.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(killed);
+    let restarted = testkit::wait_until(Duration::from_secs(20), || async {
+        platform.state().is_some_and(|s| s["processes"][1]["restarts"] == 1 && s["processes"][1]["pid"] != victim)
+    })
+    .await;
+    assert!(restarted, "{}", platform.output());
+    let health = format!("http://127.0.0.1:{port}/health/ready");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|e| panic!("{e}"));
+    let ready = testkit::wait_until(Duration::from_secs(20), || async {
+        http.get(&health).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "the restarted process answers on its old port");
+
+    // Every process's lines are in logs/, the supervisor's too, and `logs` finds them.
+    assert!(platform.logs("catalog").iter().any(|l| l["service"] == "catalog-2"));
+    assert!(
+        platform
+            .logs("up")
+            .iter()
+            .any(|l| l["level"] == "warn" && l["message"].as_str().is_some_and(|m| m.contains("exited unexpectedly")))
+    );
+    let warnings = bazaar(&["logs", "--data-dir", &data, "--service", "bazaar-up", "--level", "warn"]);
+    assert!(warnings.status.success(), "{}", stderr(&warnings));
+    assert!(stdout(&warnings).contains("catalog-1 exited unexpectedly"), "{}", stdout(&warnings));
+
+    // SIGTERM stops everything and exits cleanly, removing the state file.
+    let pids: Vec<u64> = platform
+        .state()
+        .and_then(|s| s["processes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    let data_dir = platform.data_dir().to_path_buf();
+    let status = platform.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(!data_dir.join("run/state.json").exists());
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} outlived up");
+    }
+}
+
+#[tokio::test]
+async fn distributed_profile_gives_each_service_its_own_postgres_database() {
+    let Some(pg) = testkit::postgres_or_skip().await else { return };
+    let platform = Platform::start(PlatformOptions::new(BIN).args([
+        "--profile",
+        "distributed",
+        "--postgres-url",
+        &pg.server_url(),
+    ]))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(platform.state().map(|s| s["profile"].clone()), Some(serde_json::json!("distributed")));
+    for service in ["identity", "catalog"] {
+        let url = pg.url(&format!("bazaar_{service}"));
+        let connected = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await;
+        assert!(connected.is_ok(), "database bazaar_{service} exists: {connected:?}");
+    }
+    assert!(!platform.data_dir().join("services/catalog/catalog.sqlite").exists(), "no SQLite file in this profile");
+    assert!(platform.stop().is_some_and(|s| s.success()));
+}
