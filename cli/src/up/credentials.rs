@@ -43,14 +43,31 @@ pub fn ensure(data_dir: &Path) -> io::Result<Credentials> {
     Ok(Credentials { path, created: true })
 }
 
-/// A fresh random password from the URL-safe alphabet.
+/// A fresh random password from the URL-safe alphabet that identity's own
+/// password policy accepts (a draw of letters only would be refused, so such
+/// draws are thrown away; about one in 800 is).
 fn password() -> String {
     let mut rng = rand::rng();
-    (0..PASSWORD_LEN).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+    loop {
+        let candidate: String =
+            (0..PASSWORD_LEN).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect();
+        if identity::domain::Password::parse(&candidate).is_ok() {
+            return candidate;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_generated_password_passes_the_identity_policy() {
+        for _ in 0..2_000 {
+            let candidate = password();
+            assert!(identity::domain::Password::parse(&candidate).is_ok(), "{candidate}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -64,6 +81,7 @@ mod tests {
         let password = body["password"].as_str().unwrap_or_default();
         assert_eq!(password.len(), PASSWORD_LEN);
         assert!(password.bytes().all(|b| ALPHABET.contains(&b)), "{password}");
+        assert!(identity::domain::Password::parse(&password).is_ok(), "identity accepts {password}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
