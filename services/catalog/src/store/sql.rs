@@ -371,7 +371,7 @@ impl CatalogStore for SqlCatalogStore {
              version = $6, updated_at = $7 WHERE id = $8 AND version = $9",
             self.doc_param(5)
         );
-        sqlx::query(AssertSqlSafe(sql))
+        let updated = sqlx::query(AssertSqlSafe(sql))
             .bind(product.sku.as_str())
             .bind(product.category.as_str())
             .bind(product.name.as_str())
@@ -384,6 +384,13 @@ impl CatalogStore for SqlCatalogStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| map_unique(e, product.sku.as_str()))?;
+        // On PostgreSQL a concurrent replace may commit between the read above
+        // and this update; the version guard then matches no row.
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            let current = self.product(id).await?.map_or(expected_version + 1, |p| p.version);
+            return Err(StoreError::VersionMismatch { current });
+        }
         tx.commit().await?;
         Ok(product)
     }
