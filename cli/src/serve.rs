@@ -40,7 +40,9 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     let service = topology::find(catalogue, &args.service)
         .with_context(|| format!("unknown service `{}`; valid names: {}", args.service, topology::names(catalogue)))?;
     let options = options(&args)?;
-    chassis::telemetry::init(&format!("{}-{}", service.name, args.instance), "info,sqlx=warn");
+    let instance = format!("{}-{}", service.name, args.instance);
+    chassis::telemetry::init(&instance, "info,sqlx=warn");
+    chassis::otel::init_from_env(service.name, &instance);
     (service.serve)(options, Shutdown::on_os_signal())
         .await
         .with_context(|| format!("{} stopped with an error", service.name))

@@ -263,3 +263,69 @@ async fn replicas_behind_the_gateway_share_the_reads() {
     .await;
     assert!(both, "catalog-1 handled {}, catalog-2 handled {}", handled("catalog-1"), handled("catalog-2"));
 }
+
+#[tokio::test]
+async fn spans_of_one_request_reach_an_otlp_collector_as_one_trace() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    // A stand-in collector on loopback that keeps every span it receives.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                for resource in body["resourceSpans"].as_array().into_iter().flatten() {
+                    let service = resource["resource"]["attributes"][0]["value"]["stringValue"].clone();
+                    for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                        for span in scope["spans"].as_array().into_iter().flatten() {
+                            let mut span = span.clone();
+                            span["service"] = service.clone();
+                            sink.lock().expect("lock").push(span);
+                        }
+                    }
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    chassis::task::spawn("collector", async move { axum::serve(listener, collector).await });
+
+    let platform = Platform::start(PlatformOptions::new(BIN).env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint))
+        .await
+        .unwrap_or_else(|e| panic!("the platform starts: {e}"));
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let response = Client::new()
+        .get(format!("{}/api/v1/categories", platform.gateway_url()))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let spans_of = |service: &str, kind: u64| {
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s["traceId"] == trace_id.as_str() && s["service"] == service && s["kind"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let arrived = testkit::wait_until(Duration::from_secs(15), || {
+        let ready = !spans_of("gateway", 2).is_empty() && !spans_of("gateway", 3).is_empty() && !spans_of("catalog", 2).is_empty();
+        async move { ready }
+    })
+    .await;
+    assert!(arrived, "spans received: {:?}", received.lock().expect("lock"));
+    let gateway_server = &spans_of("gateway", 2)[0];
+    let gateway_client = &spans_of("gateway", 3)[0];
+    let catalog_server = &spans_of("catalog", 2)[0];
+    assert_eq!(gateway_server["parentSpanId"], "00f067aa0ba902b7", "the client's span is the gateway's parent");
+    assert_eq!(gateway_client["parentSpanId"], gateway_server["spanId"]);
+    assert_eq!(catalog_server["parentSpanId"], gateway_client["spanId"], "one span per hop, linked");
+    assert_eq!(catalog_server["name"], "GET /api/v1/categories");
+}

@@ -18,6 +18,7 @@
 //! - [`service`]: the options and start-up error shared by every `bazaar serve <name>`.
 //! - [`task`]: the one way to spawn a background task.
 //! - [`openapi`]: serving a service's OpenAPI document.
+//! - [`otel`]: span export over OTLP/HTTP when a collector is configured.
 
 pub mod client;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod otel;
 pub mod problem;
 pub mod server;
 pub mod service;

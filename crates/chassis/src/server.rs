@@ -136,6 +136,7 @@ async fn trace_context(request: Request, next: Next) -> Response {
 /// Records the request's metrics and writes its access log line.
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let path = request.uri().path().to_owned();
@@ -146,6 +147,19 @@ async fn observe(request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let route = response.extensions().get::<RouteLabel>().map_or(route, |label| label.0.to_string());
     crate::metrics::record_request(&route, method.as_str(), status, elapsed);
+    if crate::otel::enabled()
+        && let Some(context) = trace::current()
+    {
+        crate::otel::record(crate::otel::SpanRecord {
+            context,
+            name: format!("{method} {route}"),
+            kind: crate::otel::SpanKind::Server,
+            start: started_at,
+            end: started_at + elapsed,
+            status,
+            attributes: vec![("url.path", path.clone())],
+        });
+    }
     // Probes and scrapes would drown the access log; they are counted in metrics instead.
     if !path.starts_with("/health") && path != "/metrics" {
         tracing::info!(

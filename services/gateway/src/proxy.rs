@@ -218,7 +218,9 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     };
     let headers = &mut parts.headers;
     headers.insert(&REQUEST_ID, request_id.clone());
-    if let Ok(value) = HeaderValue::from_str(&chassis::trace::outgoing_header()) {
+    // This hop's client span: the upstream's server span will be its child.
+    let client_span = chassis::trace::current().map_or_else(chassis::trace::TraceContext::new_root, |c| c.child());
+    if let Ok(value) = HeaderValue::from_str(&client_span.header_value()) {
         headers.insert(chassis::trace::HEADER, value);
     }
     if let Some(principal) = &principal {
@@ -266,8 +268,24 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
             return with_label(Problem::bad_request("bad_request", "The request cannot be forwarded.").into_response(), label);
         };
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let result = tokio::time::timeout(edge.upstream_timeout, edge.client.request(outgoing)).await;
-        metrics::histogram!(UPSTREAM_DURATION, "service" => service.clone()).record(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics::histogram!(UPSTREAM_DURATION, "service" => service.clone()).record(took.as_secs_f64());
+        if chassis::otel::enabled() {
+            chassis::otel::record(chassis::otel::SpanRecord {
+                context: client_span,
+                name: format!("{method} {}", route.prefix()),
+                kind: chassis::otel::SpanKind::Client,
+                start: started_at,
+                end: started_at + took,
+                status: match &result {
+                    Ok(Ok(response)) => response.status().as_u16(),
+                    _ => 0,
+                },
+                attributes: vec![("peer.service", service.clone()), ("server.address", instance.base_url().to_owned())],
+            });
+        }
         match result {
             Ok(Ok(response)) => {
                 edge.upstreams.report(&instance, !response.status().is_server_error(), edge.clock.now());
