@@ -42,7 +42,7 @@ pub struct Service {
     router: axum::Router,
     health: crate::health::Health,
     db: Option<crate::db::Db>,
-    grace: std::time::Duration,
+    http: crate::config::HttpSettings,
 }
 
 impl Service {
@@ -54,7 +54,7 @@ impl Service {
         http: &crate::config::HttpSettings,
     ) -> Self {
         let router = crate::server::stack(routes, &health, http.body_limit_bytes);
-        Self { name, router, health, db: None, grace: std::time::Duration::from_secs(http.shutdown_grace_secs) }
+        Self { name, router, health, db: None, http: http.clone() }
     }
 
     /// Closes `db` after the server has drained.
@@ -68,11 +68,18 @@ impl Service {
         self.router.clone()
     }
 
+    /// Binds the configured `http.host:http.port` and serves until `shutdown`.
+    pub async fn serve(self, shutdown: crate::server::Shutdown) -> Result<(), StartError> {
+        let listener = crate::server::bind(&self.http.host, self.http.port).await?;
+        Ok(self.run(listener, shutdown).await?)
+    }
+
     /// Serves on `listener` until `shutdown`, drains, then closes the database.
     pub async fn run(self, listener: tokio::net::TcpListener, shutdown: crate::server::Shutdown) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(service = self.name, address = %addr, version = crate::VERSION, "listening");
-        crate::server::run(listener, self.router, self.health, shutdown, self.grace).await?;
+        let grace = std::time::Duration::from_secs(self.http.shutdown_grace_secs);
+        crate::server::run(listener, self.router, self.health, shutdown, grace).await?;
         if let Some(db) = self.db {
             db.close().await;
         }

@@ -31,8 +31,6 @@ use utoipa::OpenApi as _;
 /// The service's name: its config section, log tag and database name.
 pub const NAME: &str = "catalog";
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The catalog's configuration (`[catalog]` in bazaar.toml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +64,7 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
         config.database.max_connections,
     )
     .await?;
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+    store::migrate(&db).await?;
     let catalog = Arc::new(app::Catalog::new(store::SqlCatalogStore::new(db.clone())));
     if config.seed_demo
         && catalog
@@ -90,8 +88,5 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
 /// `bazaar serve catalog`: loads the configuration, builds and serves until shutdown.
 pub async fn serve(opts: ServeOptions, shutdown: Shutdown) -> Result<(), StartError> {
     let config: Config = chassis::config::load(NAME, &opts.sources)?;
-    let service = build(&config, &opts.data_dir).await?;
-    let listener = chassis::server::bind(&config.http.host, config.http.port).await?;
-    service.run(listener, shutdown).await?;
-    Ok(())
+    build(&config, &opts.data_dir).await?.serve(shutdown).await
 }

@@ -9,12 +9,10 @@ use catalog::store::{CatalogStore, ProductQuery, SqlCatalogStore, StoreError};
 use chassis::db::Db;
 use serde_json::json;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A fresh seeded store.
 async fn seeded(db: Db) -> SqlCatalogStore {
-    db.migrate(&SQLITE, &POSTGRES).await.expect("migrations apply");
+    catalog::store::migrate(&db).await.expect("migrations apply");
     let store = SqlCatalogStore::new(db);
     assert!(Catalog::new(store.clone()).seed_demo().await.expect("seed"), "an empty store is seeded");
     store

@@ -145,8 +145,5 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
 /// `bazaar serve gateway`: loads the configuration, builds and serves until shutdown.
 pub async fn serve(opts: ServeOptions, shutdown: Shutdown) -> Result<(), StartError> {
     let config: Config = chassis::config::load(NAME, &opts.sources)?;
-    let service = build(&config)?;
-    let listener = chassis::server::bind(&config.http.host, config.http.port).await?;
-    service.run(listener, shutdown).await?;
-    Ok(())
+    build(&config)?.serve(shutdown).await
 }

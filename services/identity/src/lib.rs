@@ -33,8 +33,6 @@ use utoipa::OpenApi as _;
 /// The service's name: its config section, log tag and database name.
 pub const NAME: &str = "identity";
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Identity's configuration (`[identity]` in bazaar.toml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +65,7 @@ impl Default for Config {
 /// Opens the database and the key ring, creates the admin if asked, and builds the service.
 pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartError> {
     let db = Db::connect(&config.database.url_or_default(data_dir, NAME), config.database.max_connections).await?;
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+    store::migrate(&db).await?;
     let keys_dir = if config.keys_dir.as_os_str().is_empty() {
         data_dir.join("services").join(NAME).join("keys")
     } else {
@@ -87,8 +85,5 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
 /// `bazaar serve identity`: loads the configuration, builds and serves until shutdown.
 pub async fn serve(opts: ServeOptions, shutdown: Shutdown) -> Result<(), StartError> {
     let config: Config = chassis::config::load(NAME, &opts.sources)?;
-    let service = build(&config, &opts.data_dir).await?;
-    let listener = chassis::server::bind(&config.http.host, config.http.port).await?;
-    service.run(listener, shutdown).await?;
-    Ok(())
+    build(&config, &opts.data_dir).await?.serve(shutdown).await
 }

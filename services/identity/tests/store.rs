@@ -6,14 +6,12 @@ use identity::domain::{DisplayName, Email, PasswordHash, RegisterUser, Role, Use
 use identity::store::{SqlUserStore, StoreError, UserStore};
 use time::OffsetDateTime;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A hash in PHC form; the store never interprets it.
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Yqw9MOTfO4mH6Ekqz0s6B3v8CE5t1oFdpCzn0Vd1lE";
 
 async fn store(db: Db) -> SqlUserStore {
-    db.migrate(&SQLITE, &POSTGRES).await.expect("migrations apply");
+    identity::store::migrate(&db).await.expect("migrations apply");
     SqlUserStore::new(db)
 }
 

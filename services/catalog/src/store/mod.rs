@@ -12,6 +12,15 @@ use crate::domain::{Category, CategorySlug, Cursor, Limit, Product, ProductDraft
 
 pub use sql::SqlCatalogStore;
 
+/// The schema per engine: full-text search and the JSON column differ.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Brings `db` to the current schema.
+pub async fn migrate(db: &chassis::db::Db) -> Result<(), chassis::db::DbError> {
+    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

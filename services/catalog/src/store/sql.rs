@@ -34,6 +34,35 @@ impl SqlCatalogStore {
         }
     }
 
+    /// Inserts a new product at version 1 inside `tx`.
+    async fn insert(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: Uuid,
+        draft: ProductDraft,
+        at: &str,
+    ) -> Result<Product, StoreError> {
+        let text = search_text(&draft);
+        let product = Product::from_draft(id, 1, draft);
+        let sql = format!(
+            "INSERT INTO products (id, sku, category, name, search_text, doc, version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, {}, 1, $7)",
+            self.doc_param(6)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(product.sku.as_str())
+            .bind(product.category.as_str())
+            .bind(product.name.as_str())
+            .bind(text)
+            .bind(encode(&product)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_unique(e, product.sku.as_str()))?;
+        Ok(product)
+    }
+
     /// The placeholder for a JSON document parameter.
     fn doc_param(&self, n: usize) -> String {
         match self.db.dialect() {
@@ -113,26 +142,9 @@ impl CatalogStore for SqlCatalogStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let insert = format!(
-            "INSERT INTO products (id, sku, category, name, search_text, doc, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, {}, 1, $7)",
-            self.doc_param(6)
-        );
         let at = now();
         for (id, draft) in products {
-            let text = search_text(draft);
-            let product = Product::from_draft(*id, 1, draft.clone());
-            sqlx::query(AssertSqlSafe(insert.clone()))
-                .bind(id.to_string())
-                .bind(product.sku.as_str())
-                .bind(product.category.as_str())
-                .bind(product.name.as_str())
-                .bind(text)
-                .bind(encode(&product)?)
-                .bind(&at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_unique(e, product.sku.as_str()))?;
+            self.insert(&mut tx, *id, draft.clone(), &at).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -323,25 +335,8 @@ impl CatalogStore for SqlCatalogStore {
     }
 
     async fn create(&self, id: Uuid, draft: ProductDraft) -> Result<Product, StoreError> {
-        let text = search_text(&draft);
-        let product = Product::from_draft(id, 1, draft);
-        let sql = format!(
-            "INSERT INTO products (id, sku, category, name, search_text, doc, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, {}, 1, $7)",
-            self.doc_param(6)
-        );
         let mut tx = self.db.begin_write().await?;
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .bind(product.sku.as_str())
-            .bind(product.category.as_str())
-            .bind(product.name.as_str())
-            .bind(text)
-            .bind(encode(&product)?)
-            .bind(now())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_unique(e, product.sku.as_str()))?;
+        let product = self.insert(&mut tx, id, draft, &now()).await?;
         tx.commit().await?;
         Ok(product)
     }

@@ -15,6 +15,14 @@ use crate::domain::{Email, User, UserEvent, UserId};
 
 pub use sql::SqlUserStore;
 
+/// The schema; one set of migrations serves both engines, since identity's SQL is portable.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Brings `db` to the current schema.
+pub async fn migrate(db: &chassis::db::Db) -> Result<(), chassis::db::DbError> {
+    db.migrate(&MIGRATIONS, &MIGRATIONS).await
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
