@@ -30,7 +30,13 @@ impl<'a> Api<'a> {
         Self { platform, client: Client::new() }
     }
 
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.platform.gateway_url()));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -46,15 +52,21 @@ impl<'a> Api<'a> {
 
     async fn sign_up_and_in(&self, email: &str) -> String {
         let (status, _, body) = self
-            .call(Method::POST, "/api/v1/users", None, Some(json!({"email": email, "password": "correct-horse-42", "name": "Shopper"})))
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                None,
+                Some(json!({"email": email, "password": "correct-horse-42", "name": "Shopper"})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.token(email, "correct-horse-42").await
     }
 
     async fn token(&self, email: &str, password: &str) -> String {
-        let (status, _, grant) =
-            self.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"email": email, "password": password}))).await;
+        let (status, _, grant) = self
+            .call(Method::POST, "/api/v1/auth/token", None, Some(json!({"email": email, "password": password})))
+            .await;
         assert_eq!(status, StatusCode::OK, "{grant}");
         grant["access_token"].as_str().expect("a token").to_owned()
     }
@@ -90,14 +102,16 @@ async fn shopper_journey_and_admin_only_writes() {
 
     let (email, password) = platform.admin_credentials();
     let admin = api.token(&email, &password).await;
-    let (status, headers, created) = api.call(Method::POST, "/api/v1/products", Some(&admin), Some(product("E2E-0001"))).await;
+    let (status, headers, created) =
+        api.call(Method::POST, "/api/v1/products", Some(&admin), Some(product("E2E-0001"))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let location = headers["location"].to_str().expect("location").to_owned();
     let (status, _, read) = api.call(Method::GET, &location, None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read["sku"], "E2E-0001");
 
-    let (status, _, problem) = api.call(Method::POST, "/api/v1/products", Some(&customer), Some(product("E2E-0002"))).await;
+    let (status, _, problem) =
+        api.call(Method::POST, "/api/v1/products", Some(&customer), Some(product("E2E-0002"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
     assert_eq!(problem["status"], 403);
     let (status, _, _) = api.call(Method::POST, "/api/v1/products", None, Some(product("E2E-0003"))).await;
@@ -235,7 +249,15 @@ async fn public_api_is_described_and_browsable() {
     let (status, _, doc) = api.call(Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/api/v1/users", "/api/v1/auth/token", "/api/v1/users/me", "/api/v1/products", "/api/v1/products/{id}", "/api/v1/categories", "/.well-known/jwks.json"] {
+    for path in [
+        "/api/v1/users",
+        "/api/v1/auth/token",
+        "/api/v1/users/me",
+        "/api/v1/products",
+        "/api/v1/products/{id}",
+        "/api/v1/categories",
+        "/.well-known/jwks.json",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} is missing");
     }
     assert!(doc["paths"]["/api/v1/products"]["post"]["responses"]["429"].is_object());
@@ -316,7 +338,9 @@ async fn spans_of_one_request_reach_an_otlp_collector_as_one_trace() {
             .collect::<Vec<_>>()
     };
     let arrived = testkit::wait_until(Duration::from_secs(15), || {
-        let ready = !spans_of("gateway", 2).is_empty() && !spans_of("gateway", 3).is_empty() && !spans_of("catalog", 2).is_empty();
+        let ready = !spans_of("gateway", 2).is_empty()
+            && !spans_of("gateway", 3).is_empty()
+            && !spans_of("catalog", 2).is_empty();
         async move { ready }
     })
     .await;

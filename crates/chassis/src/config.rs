@@ -94,10 +94,8 @@ where
     for (key, value) in &sources.overrides {
         insert_dotted(&mut overrides, key, value.clone());
     }
-    figment = figment.merge(Serialized::defaults(Value::Object(Map::from_iter([(
-        section.to_owned(),
-        Value::Object(overrides),
-    )]))));
+    figment = figment
+        .merge(Serialized::defaults(Value::Object(Map::from_iter([(section.to_owned(), Value::Object(overrides))]))));
     figment.focus(section).extract::<T>().map_err(|error| ConfigError::Invalid(describe(section, error)))
 }
 

@@ -141,7 +141,9 @@ impl HealthBuilder {
                         CheckResult::new(Status::Degraded, took, Some("Slow response times".into()))
                     }
                     Ok(took) => CheckResult::new(Status::Healthy, took, None),
-                    Err(_) => CheckResult::new(Status::Unhealthy, started.elapsed(), Some("Database unreachable".into())),
+                    Err(_) => {
+                        CheckResult::new(Status::Unhealthy, started.elapsed(), Some("Database unreachable".into()))
+                    }
                 }
             }
         })
@@ -280,10 +282,8 @@ mod tests {
 
     #[tokio::test]
     async fn worst_check_sets_the_status() {
-        let health = Health::builder("1.0.0")
-            .check("a", fixed(Status::Healthy))
-            .check("b", fixed(Status::Degraded))
-            .build();
+        let health =
+            Health::builder("1.0.0").check("a", fixed(Status::Healthy)).check("b", fixed(Status::Degraded)).build();
         let report = health.report().await;
         assert_eq!(report.status, Status::Degraded);
         assert_eq!(report.checks["a"].response_time, "2ms");
@@ -317,7 +317,10 @@ mod tests {
         let report = HealthReport {
             status: Status::Healthy,
             version: "1.2.3".into(),
-            checks: BTreeMap::from([("database".into(), CheckResult::new(Status::Healthy, Duration::from_millis(2), None))]),
+            checks: BTreeMap::from([(
+                "database".into(),
+                CheckResult::new(Status::Healthy, Duration::from_millis(2), None),
+            )]),
             dependencies: vec![DependencyStatus { name: "identity".into(), status: Status::Healthy, url: "u".into() }],
         };
         let json = serde_json::to_value(&report).unwrap_or_default();

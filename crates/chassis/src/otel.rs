@@ -60,7 +60,9 @@ pub struct SpanRecord {
 /// Starts the exporter if the environment names a collector. Call once per process.
 pub fn init_from_env(service: &str, instance: &str) {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").ok().or_else(|| {
-        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
     });
     if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
         init(&endpoint, service, instance);
@@ -96,7 +98,11 @@ pub fn record(span: SpanRecord) {
     }
 }
 
-async fn export(endpoint: String, resource: Value, mut rx: mpsc::Receiver<SpanRecord>) -> Result<(), std::convert::Infallible> {
+async fn export(
+    endpoint: String,
+    resource: Value,
+    mut rx: mpsc::Receiver<SpanRecord>,
+) -> Result<(), std::convert::Infallible> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
     let mut batch = Vec::with_capacity(BATCH);
     loop {

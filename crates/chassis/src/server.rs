@@ -138,7 +138,8 @@ async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let path = request.uri().path().to_owned();
     metrics::gauge!(crate::metrics::HTTP_IN_FLIGHT).increment(1.0);
     let response = next.run(request).await;
@@ -186,7 +187,9 @@ async fn ensure_problem(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, detail) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This resource does not support that method.".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "This resource does not support that method.".to_owned())
+        }
         StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "The request body is too large.".to_owned()),
         StatusCode::NOT_FOUND => ("not_found", format!("No resource at {path}")),
         s if s.is_server_error() => ("internal", "The service failed to handle the request.".to_owned()),
@@ -224,8 +227,8 @@ pub async fn run(
             let _ = drained_tx.send(());
         }
     };
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(signal);
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
     let deadline = async {
         let _ = drained_rx.await;
         tokio::time::sleep(grace).await;
@@ -241,9 +244,9 @@ pub async fn run(
 
 /// Binds `host:port`, naming the address in the error so the operator knows what to fix.
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind((host, port)).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
-    })
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}")))
 }
 
 /// Drives a future to completion when shutdown fires, for tasks that must stop with the process.

@@ -75,7 +75,11 @@ impl Service {
     }
 
     /// Serves on `listener` until `shutdown`, drains, then closes the database.
-    pub async fn run(self, listener: tokio::net::TcpListener, shutdown: crate::server::Shutdown) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: crate::server::Shutdown,
+    ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(service = self.name, address = %addr, version = crate::VERSION, "listening");
         let grace = std::time::Duration::from_secs(self.http.shutdown_grace_secs);

@@ -138,8 +138,7 @@ mod tests {
     #[tokio::test]
     async fn log_line_has_the_documented_fields_and_the_current_trace() {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let subscriber = tracing_subscriber::registry()
-            .with(Capture(lines.clone(), JsonLines::new("catalog")));
+        let subscriber = tracing_subscriber::registry().with(Capture(lines.clone(), JsonLines::new("catalog")));
         let ctx = TraceContext::new_root();
         let _guard = tracing::subscriber::set_default(subscriber);
         ctx.scope(async { tracing::info!(sku = "ELE-0001", count = 3, "product read") }).await;

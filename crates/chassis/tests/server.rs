@@ -42,18 +42,24 @@ fn slow_routes(started: std::sync::Arc<tokio::sync::Notify>) -> Router {
     Router::new()
         .route("/hello", get(|| async { "hello" }))
         .route("/echo", post(|body: String| async move { body }))
-        .route("/slow", get(move || {
-            let started = started.clone();
-            async move {
-                started.notify_one();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                "finally"
-            }
-        }))
-        .route("/panic", get(|| async {
-            let nothing: Option<&str> = None;
-            nothing.map(str::to_owned).unwrap_or_else(|| panic!("handler bug"))
-        }))
+        .route(
+            "/slow",
+            get(move || {
+                let started = started.clone();
+                async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    "finally"
+                }
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                let nothing: Option<&str> = None;
+                nothing.map(str::to_owned).unwrap_or_else(|| panic!("handler bug"))
+            }),
+        )
 }
 
 #[tokio::test]
@@ -79,7 +85,8 @@ async fn errors_are_problem_documents_with_the_trace_id() {
 #[tokio::test]
 async fn oversized_body_is_refused_with_413() {
     let app = start(routes()).await;
-    let response = reqwest::Client::new().post(format!("{}/echo", app.base)).body("x".repeat(4096)).send().await.expect("request");
+    let response =
+        reqwest::Client::new().post(format!("{}/echo", app.base)).body("x".repeat(4096)).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 413);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
 }

@@ -7,9 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::{Product, ProductDraft, ProductInput};
 use crate::seed;
-use crate::store::{
-    CatalogStore, CategoryCount, ProductPage, ProductQuery, SqlCatalogStore, StoreError,
-};
+use crate::store::{CatalogStore, CategoryCount, ProductPage, ProductQuery, SqlCatalogStore, StoreError};
 
 /// Why a catalog operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +41,9 @@ impl From<StoreError> for AppError {
             StoreError::SkuTaken(sku) => Self::SkuTaken(sku),
             StoreError::NotFound => Self::NotFound,
             StoreError::VersionMismatch { current } => Self::Stale { current },
-            StoreError::CursorMismatch => Self::Invalid(vec![FieldError::new(
-                "cursor",
-                "belongs to a different query; start without it",
-            )]),
+            StoreError::CursorMismatch => {
+                Self::Invalid(vec![FieldError::new("cursor", "belongs to a different query; start without it")])
+            }
             other => Self::Store(other),
         }
     }
@@ -67,10 +64,7 @@ impl<S: CatalogStore> Catalog<S> {
     /// Loads the demo catalog into an empty store; returns whether it did.
     pub async fn seed_demo(&self) -> Result<bool, AppError> {
         let (categories, drafts) = seed::demo_catalog();
-        let products: Vec<_> = drafts
-            .into_iter()
-            .map(|d| (crate::domain::product_id_for(&d.sku), d))
-            .collect();
+        let products: Vec<_> = drafts.into_iter().map(|d| (crate::domain::product_id_for(&d.sku), d)).collect();
         Ok(self.store.seed_if_empty(&categories, &products).await?)
     }
 
@@ -96,12 +90,7 @@ impl<S: CatalogStore> Catalog<S> {
     }
 
     /// Replaces product `id` with a client's body, if it is at `if_match`.
-    pub async fn replace(
-        &self,
-        id: Uuid,
-        if_match: Option<i64>,
-        input: ProductInput,
-    ) -> Result<Product, AppError> {
+    pub async fn replace(&self, id: Uuid, if_match: Option<i64>, input: ProductInput) -> Result<Product, AppError> {
         let expected = if_match.ok_or(AppError::PreconditionRequired)?;
         let draft = self.validate(input).await?;
         Ok(self.store.replace(id, expected, draft).await?)
@@ -112,10 +101,7 @@ impl<S: CatalogStore> Catalog<S> {
         if !self.store.category_exists(&draft.category).await? {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "category",
-                format!(
-                    "no category `{}`; GET /api/v1/categories lists them",
-                    draft.category
-                ),
+                format!("no category `{}`; GET /api/v1/categories lists them", draft.category),
             )]));
         }
         Ok(draft)

@@ -33,10 +33,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/products", get(list_products).post(create_product))
-        .route(
-            "/api/v1/products/{id}",
-            get(get_product).put(replace_product),
-        )
+        .route("/api/v1/products/{id}", get(get_product).put(replace_product))
         .route("/api/v1/categories", get(list_categories))
         .with_state(state)
 }
@@ -46,7 +43,9 @@ impl IntoResponse for AppError {
         match self {
             AppError::Invalid(errors) => Problem::validation(errors),
             AppError::NotFound => Problem::not_found("No product with this id."),
-            AppError::SkuTaken(sku) => Problem::conflict("sku_taken", format!("Another product already has SKU {sku}.")),
+            AppError::SkuTaken(sku) => {
+                Problem::conflict("sku_taken", format!("Another product already has SKU {sku}."))
+            }
             AppError::PreconditionRequired => Problem::new(
                 StatusCode::PRECONDITION_REQUIRED,
                 "if_match_required",
@@ -96,23 +95,14 @@ pub struct ListParams {
 impl ListParams {
     fn into_query(self) -> Result<ProductQuery, AppError> {
         let mut errors = Vec::new();
-        let search = self
-            .q
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty());
-        if search
-            .as_ref()
-            .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
-        {
-            errors.push(FieldError::new(
-                "q",
-                format!("must be at most {MAX_SEARCH_CHARS} characters"),
-            ));
+        let search = self.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+        if search.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            errors.push(FieldError::new("q", format!("must be at most {MAX_SEARCH_CHARS} characters")));
         }
         let category = match self.category.filter(|c| !c.is_empty()) {
-            Some(c) => CategorySlug::parse(&c)
-                .map_err(|e| errors.push(FieldError::new("category", e.to_string())))
-                .ok(),
+            Some(c) => {
+                CategorySlug::parse(&c).map_err(|e| errors.push(FieldError::new("category", e.to_string()))).ok()
+            }
             None => None,
         };
         let limit = match self.limit {
@@ -120,28 +110,16 @@ impl ListParams {
                 .parse::<i64>()
                 .ok()
                 .and_then(|n| Limit::new(n).ok())
-                .ok_or_else(|| {
-                    errors.push(FieldError::new(
-                        "limit",
-                        "must be a whole number from 1 to 100",
-                    ))
-                })
+                .ok_or_else(|| errors.push(FieldError::new("limit", "must be a whole number from 1 to 100")))
                 .unwrap_or_default(),
             None => Limit::default(),
         };
         let after = match self.cursor.filter(|c| !c.is_empty()) {
-            Some(c) => Cursor::decode(&c)
-                .map_err(|e| errors.push(FieldError::new("cursor", e.to_string())))
-                .ok(),
+            Some(c) => Cursor::decode(&c).map_err(|e| errors.push(FieldError::new("cursor", e.to_string()))).ok(),
             None => None,
         };
         if errors.is_empty() {
-            Ok(ProductQuery {
-                search,
-                category,
-                limit,
-                after,
-            })
+            Ok(ProductQuery { search, category, limit, after })
         } else {
             Err(AppError::Invalid(errors))
         }
@@ -157,11 +135,7 @@ fn etag(version: i64) -> String {
 fn if_match_version(headers: &HeaderMap) -> Option<i64> {
     let raw = headers.get(header::IF_MATCH)?.to_str().unwrap_or("");
     let tag = raw.trim().trim_start_matches("W/").trim_matches('"');
-    Some(
-        tag.strip_prefix('v')
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1),
-    )
+    Some(tag.strip_prefix('v').and_then(|v| v.parse().ok()).unwrap_or(-1))
 }
 
 fn cache_control(max_age: u32) -> HeaderValue {
@@ -180,24 +154,11 @@ fn with_etag(mut response: Response, version: i64) -> Response {
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(ListParams),
     responses((status = 200, description = "A page of products", body = ProductCollection),
               (status = 422, description = "A bad parameter", body = Problem, content_type = "application/problem+json")))]
-async fn list_products(
-    State(state): State<ApiState>,
-    Query(params): Query<ListParams>,
-) -> Result<Response, AppError> {
+async fn list_products(State(state): State<ApiState>, Query(params): Query<ListParams>) -> Result<Response, AppError> {
     let query = params.into_query()?;
     let page = state.catalog.products(&query).await?;
-    let body = ProductCollection {
-        items: page.items,
-        next_cursor: page.next.map(|c| c.encode()),
-    };
-    Ok((
-        [(
-            header::CACHE_CONTROL,
-            cache_control(state.cache_max_age_secs),
-        )],
-        Json(body),
-    )
-        .into_response())
+    let body = ProductCollection { items: page.items, next_cursor: page.next.map(|c| c.encode()) };
+    Ok(([(header::CACHE_CONTROL, cache_control(state.cache_max_age_secs))], Json(body)).into_response())
 }
 
 /// One product.
@@ -213,17 +174,11 @@ async fn get_product(
 ) -> Result<Response, AppError> {
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
     let product = state.catalog.product(id).await?;
-    let cache = [(
-        header::CACHE_CONTROL,
-        cache_control(state.cache_max_age_secs),
-    )];
+    let cache = [(header::CACHE_CONTROL, cache_control(state.cache_max_age_secs))];
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag(product.version))
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag(product.version)));
     let version = product.version;
     let response = if matches {
         (StatusCode::NOT_MODIFIED, cache).into_response()
@@ -246,14 +201,8 @@ async fn create_product(
     caller: Caller,
     Json(input): Json<ProductInput>,
 ) -> Result<Response, Response> {
-    caller
-        .require_admin()
-        .map_err(IntoResponse::into_response)?;
-    let product = state
-        .catalog
-        .create(input)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    caller.require_admin().map_err(IntoResponse::into_response)?;
+    let product = state.catalog.create(input).await.map_err(IntoResponse::into_response)?;
     let location = format!("/api/v1/products/{}", product.id);
     let version = product.version;
     let mut response = (StatusCode::CREATED, Json(product)).into_response();
@@ -283,15 +232,10 @@ async fn replace_product(
     headers: HeaderMap,
     Json(input): Json<ProductInput>,
 ) -> Result<Response, Response> {
-    caller
-        .require_admin()
-        .map_err(IntoResponse::into_response)?;
+    caller.require_admin().map_err(IntoResponse::into_response)?;
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound.into_response())?;
-    let product = state
-        .catalog
-        .replace(id, if_match_version(&headers), input)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let product =
+        state.catalog.replace(id, if_match_version(&headers), input).await.map_err(IntoResponse::into_response)?;
     let version = product.version;
     Ok(with_etag(Json(product).into_response(), version))
 }
@@ -301,13 +245,7 @@ async fn replace_product(
     responses((status = 200, description = "Every category", body = CategoryCollection)))]
 async fn list_categories(State(state): State<ApiState>) -> Result<Response, AppError> {
     let items = state.catalog.categories().await?;
-    Ok((
-        [(
-            header::CACHE_CONTROL,
-            cache_control(state.cache_max_age_secs),
-        )],
-        Json(CategoryCollection { items }),
-    )
+    Ok(([(header::CACHE_CONTROL, cache_control(state.cache_max_age_secs))], Json(CategoryCollection { items }))
         .into_response())
 }
 

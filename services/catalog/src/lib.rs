@@ -31,7 +31,6 @@ use utoipa::OpenApi as _;
 /// The service's name: its config section, log tag and database name.
 pub const NAME: &str = "catalog";
 
-
 /// The catalog's configuration (`[catalog]` in bazaar.toml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,29 +58,17 @@ impl Default for Config {
 
 /// Opens the database, migrates it, seeds it if empty, and builds the service.
 pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartError> {
-    let db = Db::connect(
-        &config.database.url_or_default(data_dir, NAME),
-        config.database.max_connections,
-    )
-    .await?;
+    let db = Db::connect(&config.database.url_or_default(data_dir, NAME), config.database.max_connections).await?;
     store::migrate(&db).await?;
     let catalog = Arc::new(app::Catalog::new(store::SqlCatalogStore::new(db.clone())));
     if config.seed_demo
-        && catalog
-            .seed_demo()
-            .await
-            .map_err(|e| StartError::Setup(format!("seeding the demo catalog: {e}")))?
+        && catalog.seed_demo().await.map_err(|e| StartError::Setup(format!("seeding the demo catalog: {e}")))?
     {
         tracing::info!("loaded the demo catalog");
     }
-    let health = Health::builder(chassis::VERSION)
-        .database(db.clone())
-        .build();
-    let routes = http::router(http::ApiState {
-        catalog,
-        cache_max_age_secs: config.cache_max_age_secs,
-    })
-    .merge(chassis::openapi::router(http::ApiDoc::openapi()));
+    let health = Health::builder(chassis::VERSION).database(db.clone()).build();
+    let routes = http::router(http::ApiState { catalog, cache_max_age_secs: config.cache_max_age_secs })
+        .merge(chassis::openapi::router(http::ApiDoc::openapi()));
     Ok(Service::new(NAME, routes, health, &config.http).with_db(db))
 }
 

@@ -25,19 +25,11 @@ const SEED: u64 = 0xBA2A_A2CA_7A10_6001;
 pub fn demo_catalog() -> (Vec<Category>, Vec<ProductDraft>) {
     let categories = SPECS
         .iter()
-        .filter_map(|spec| {
-            Some(Category {
-                slug: CategorySlug::parse(spec.slug).ok()?,
-                name: spec.name.to_owned(),
-            })
-        })
+        .filter_map(|spec| Some(Category { slug: CategorySlug::parse(spec.slug).ok()?, name: spec.name.to_owned() }))
         .collect();
     // Generated bodies go through the same validation as a client's; the tests
     // prove none is dropped here.
-    let products = raw_products()
-        .into_iter()
-        .filter_map(|input| ProductDraft::validate(input).ok())
-        .collect();
+    let products = raw_products().into_iter().filter_map(|input| ProductDraft::validate(input).ok()).collect();
     (categories, products)
 }
 
@@ -66,10 +58,7 @@ fn raw_products() -> Vec<ProductInput> {
                 sku: Some(sku),
                 name: Some(item.name),
                 description: Some(item.description),
-                price: Some(MoneyInput {
-                    amount: Some(item.price_cents),
-                    currency: Some("USD".to_owned()),
-                }),
+                price: Some(MoneyInput { amount: Some(item.price_cents), currency: Some("USD".to_owned()) }),
                 category: Some(spec.slug.to_owned()),
                 attributes: Some(Value::Object(item.attributes)),
             });
@@ -100,18 +89,13 @@ impl SplitMix64 {
 
     /// A number in `lo..=hi`.
     fn between(&mut self, lo: i64, hi: i64) -> i64 {
-        let span = usize::try_from(hi.saturating_sub(lo))
-            .unwrap_or(0)
-            .saturating_add(1);
+        let span = usize::try_from(hi.saturating_sub(lo)).unwrap_or(0).saturating_add(1);
         lo.saturating_add(i64::try_from(self.below(span)).unwrap_or(0))
     }
 
     /// One element of a non-empty list.
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items
-            .get(self.below(items.len()))
-            .copied()
-            .unwrap_or_default()
+        items.get(self.below(items.len())).copied().unwrap_or_default()
     }
 
     /// Two different elements of a list of at least two.
@@ -210,9 +194,7 @@ impl Attr {
             Attr::Bool(b) => Value::from(*b),
             Attr::IntRange(lo, hi) => Value::from(rng.between(*lo, *hi)),
             Attr::OneOf(items) => Value::from(rng.pick(items)),
-            Attr::IntOneOf(items) => {
-                Value::from(items.get(rng.below(items.len())).copied().unwrap_or(0))
-            }
+            Attr::IntOneOf(items) => Value::from(items.get(rng.below(items.len())).copied().unwrap_or(0)),
         }
     }
 }
@@ -223,45 +205,27 @@ impl Goods {
         let line = rng.pick(self.lines);
         let kind = &self.kinds[rng.below(self.kinds.len())];
         let material = rng.pick(kind.materials);
-        let color = rng.pick(if kind.colors.is_empty() {
-            self.colors
-        } else {
-            kind.colors
-        });
+        let color = rng.pick(if kind.colors.is_empty() { self.colors } else { kind.colors });
         let (first, second) = rng.pick_two(kind.features);
-        let closer = rng
-            .pick(self.closers)
-            .replace("{brand}", brand)
-            .replace("{line}", line);
+        let closer = rng.pick(self.closers).replace("{brand}", brand).replace("{line}", line);
 
         let name = if self.line_after_kind {
             format!("{brand} {} {line}", kind.name)
         } else {
             format!("{brand} {line} {}", kind.name)
         };
-        let description = format!(
-            "{brand} {} in {color} {material} with {first} and {second}. {closer}",
-            kind.noun
-        );
+        let description = format!("{brand} {} in {color} {material} with {first} and {second}. {closer}", kind.noun);
 
         let mut attributes = Map::new();
         attributes.insert("brand".into(), brand.into());
         attributes.insert("color".into(), color.into());
         attributes.insert("material".into(), material.into());
-        attributes.insert(
-            "weight_g".into(),
-            round_to(rng.between(kind.weight_g.0, kind.weight_g.1), 10).into(),
-        );
+        attributes.insert("weight_g".into(), round_to(rng.between(kind.weight_g.0, kind.weight_g.1), 10).into());
         for (key, attr) in self.attributes.iter().chain(kind.attributes) {
             attributes.insert((*key).into(), attr.value(rng));
         }
         let price_cents = price(rng, kind.dollars);
-        Item {
-            name,
-            description,
-            price_cents,
-            attributes,
-        }
+        Item { name, description, price_cents, attributes }
     }
 }
 
@@ -325,17 +289,9 @@ fn book(rng: &mut SplitMix64) -> Item {
         "Reykjavik",
         "the Danube",
     ];
-    const RELATIONS: &[&str] = &[
-        "Daughter",
-        "Apprentice",
-        "Secret",
-        "Promise",
-        "Map",
-        "Last Summer",
-    ];
+    const RELATIONS: &[&str] = &["Daughter", "Apprentice", "Secret", "Promise", "Map", "Last Summer"];
     const FIRST_NAMES: &[&str] = &[
-        "Amelia", "Jonah", "Priya", "Tomasz", "Ingrid", "Mateo", "Helena", "Kofi", "Yuki",
-        "Rosalind", "Idris", "Clara",
+        "Amelia", "Jonah", "Priya", "Tomasz", "Ingrid", "Mateo", "Helena", "Kofi", "Yuki", "Rosalind", "Idris", "Clara",
     ];
     const LAST_NAMES: &[&str] = &[
         "Hartley",
@@ -351,54 +307,23 @@ fn book(rng: &mut SplitMix64) -> Item {
         "Vasquez",
         "Penhaligon",
     ];
-    const PUBLISHERS: &[&str] = &[
-        "Harbor Lane Press",
-        "Quillfeather Books",
-        "Northwind Publishing",
-        "Copper Kettle Editions",
-    ];
+    const PUBLISHERS: &[&str] =
+        &["Harbor Lane Press", "Quillfeather Books", "Northwind Publishing", "Copper Kettle Editions"];
     // (genre, blurb); `{place}` is filled in.
     const GENRES: &[(&str, &str)] = &[
-        (
-            "mystery",
-            "A twisting mystery in which a retired detective returns to {place} to solve one last case.",
-        ),
-        (
-            "fantasy",
-            "An epic fantasy of rival houses, old magic and a map of {place} that redraws itself.",
-        ),
+        ("mystery", "A twisting mystery in which a retired detective returns to {place} to solve one last case."),
+        ("fantasy", "An epic fantasy of rival houses, old magic and a map of {place} that redraws itself."),
         (
             "science fiction",
             "Science fiction about the first crew to wake aboard a generation ship bound for a world named after {place}.",
         ),
-        (
-            "history",
-            "A vivid history of trade, weather and ambition in {place}.",
-        ),
-        (
-            "cookbook",
-            "Over one hundred seasonal recipes from {place}, from slow-roasted tomatoes to cardamom buns.",
-        ),
-        (
-            "biography",
-            "The remarkable life of an engineer who built bridges across {place}, told through her letters.",
-        ),
-        (
-            "travel",
-            "A slow journey through {place} on foot, by ferry and by night train.",
-        ),
-        (
-            "thriller",
-            "A relentless thriller: one stolen ledger, three cities and a deadline in {place}.",
-        ),
-        (
-            "poetry",
-            "Poems of tides, kitchens and long winters, written between {place} and home.",
-        ),
-        (
-            "self-help",
-            "A calm, practical guide to building habits that last, drawn from a year in {place}.",
-        ),
+        ("history", "A vivid history of trade, weather and ambition in {place}."),
+        ("cookbook", "Over one hundred seasonal recipes from {place}, from slow-roasted tomatoes to cardamom buns."),
+        ("biography", "The remarkable life of an engineer who built bridges across {place}, told through her letters."),
+        ("travel", "A slow journey through {place} on foot, by ferry and by night train."),
+        ("thriller", "A relentless thriller: one stolen ledger, three cities and a deadline in {place}."),
+        ("poetry", "Poems of tides, kitchens and long winters, written between {place} and home."),
+        ("self-help", "A calm, practical guide to building habits that last, drawn from a year in {place}."),
     ];
 
     let adjective = rng.pick(ADJECTIVES);
@@ -411,10 +336,7 @@ fn book(rng: &mut SplitMix64) -> Item {
         _ => format!("The {noun}'s {}", rng.pick(RELATIONS)),
     };
     let author = format!("{} {}", rng.pick(FIRST_NAMES), rng.pick(LAST_NAMES));
-    let (genre, blurb) = GENRES
-        .get(rng.below(GENRES.len()))
-        .copied()
-        .unwrap_or(("fiction", "A novel."));
+    let (genre, blurb) = GENRES.get(rng.below(GENRES.len())).copied().unwrap_or(("fiction", "A novel."));
     let hardcover = rng.below(3) == 0;
     let format = if hardcover { "hardcover" } else { "paperback" };
     let pages = round_to(rng.between(120, 880), 8);
@@ -438,106 +360,37 @@ fn book(rng: &mut SplitMix64) -> Item {
     attributes.insert("year".into(), year.into());
     attributes.insert("language".into(), "English".into());
     attributes.insert("isbn".into(), isbn.into());
-    Item {
-        name: title,
-        description,
-        price_cents,
-        attributes,
-    }
+    Item { name: title, description, price_cents, attributes }
 }
 
 /// A well-formed ISBN-13 in the 978 range, check digit included.
 fn isbn13(rng: &mut SplitMix64) -> String {
     let mut digits = vec![9, 7, 8];
     digits.extend((0..9).map(|_| rng.between(0, 9)));
-    let sum: i64 = digits
-        .iter()
-        .enumerate()
-        .map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 })
-        .sum();
+    let sum: i64 = digits.iter().enumerate().map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 }).sum();
     digits.push((10 - sum % 10) % 10);
     digits.iter().map(ToString::to_string).collect()
 }
 
-const DEFAULT_COLORS: &[&str] = &[
-    "black",
-    "white",
-    "charcoal",
-    "navy",
-    "olive",
-    "cream",
-    "burgundy",
-    "sage green",
-    "mustard",
-    "sky blue",
-];
+const DEFAULT_COLORS: &[&str] =
+    &["black", "white", "charcoal", "navy", "olive", "cream", "burgundy", "sage green", "mustard", "sky blue"];
 
 static SPECS: [CategorySpec; 8] = [
-    CategorySpec {
-        slug: "electronics",
-        name: "Electronics",
-        prefix: "ELE",
-        kind: Generator::Goods(&ELECTRONICS),
-    },
-    CategorySpec {
-        slug: "books",
-        name: "Books",
-        prefix: "BOO",
-        kind: Generator::Books,
-    },
-    CategorySpec {
-        slug: "home",
-        name: "Home & Living",
-        prefix: "HOM",
-        kind: Generator::Goods(&HOME),
-    },
-    CategorySpec {
-        slug: "kitchen",
-        name: "Kitchen & Dining",
-        prefix: "KIT",
-        kind: Generator::Goods(&KITCHEN),
-    },
-    CategorySpec {
-        slug: "sports",
-        name: "Sports & Outdoors",
-        prefix: "SPO",
-        kind: Generator::Goods(&SPORTS),
-    },
-    CategorySpec {
-        slug: "toys",
-        name: "Toys & Games",
-        prefix: "TOY",
-        kind: Generator::Goods(&TOYS),
-    },
-    CategorySpec {
-        slug: "garden",
-        name: "Garden & Patio",
-        prefix: "GAR",
-        kind: Generator::Goods(&GARDEN),
-    },
-    CategorySpec {
-        slug: "fashion",
-        name: "Fashion",
-        prefix: "FAS",
-        kind: Generator::Goods(&FASHION),
-    },
+    CategorySpec { slug: "electronics", name: "Electronics", prefix: "ELE", kind: Generator::Goods(&ELECTRONICS) },
+    CategorySpec { slug: "books", name: "Books", prefix: "BOO", kind: Generator::Books },
+    CategorySpec { slug: "home", name: "Home & Living", prefix: "HOM", kind: Generator::Goods(&HOME) },
+    CategorySpec { slug: "kitchen", name: "Kitchen & Dining", prefix: "KIT", kind: Generator::Goods(&KITCHEN) },
+    CategorySpec { slug: "sports", name: "Sports & Outdoors", prefix: "SPO", kind: Generator::Goods(&SPORTS) },
+    CategorySpec { slug: "toys", name: "Toys & Games", prefix: "TOY", kind: Generator::Goods(&TOYS) },
+    CategorySpec { slug: "garden", name: "Garden & Patio", prefix: "GAR", kind: Generator::Goods(&GARDEN) },
+    CategorySpec { slug: "fashion", name: "Fashion", prefix: "FAS", kind: Generator::Goods(&FASHION) },
 ];
 
 static ELECTRONICS: Goods = Goods {
-    brands: &[
-        "Voltique", "Nimbus", "Arcadia", "Kestrel", "Lumio", "Sonara", "Pixelon", "Quanta",
-    ],
+    brands: &["Voltique", "Nimbus", "Arcadia", "Kestrel", "Lumio", "Sonara", "Pixelon", "Quanta"],
     lines: &["Pro", "Lite", "Max", "Air", "Mini", "Plus", "Studio", "S2"],
     line_after_kind: true,
-    colors: &[
-        "matte black",
-        "arctic white",
-        "silver",
-        "graphite",
-        "midnight blue",
-        "rose gold",
-        "forest green",
-    ],
+    colors: &["matte black", "arctic white", "silver", "graphite", "midnight blue", "rose gold", "forest green"],
     kinds: &[
         Kind {
             name: "Wireless Earbuds",
@@ -553,10 +406,7 @@ static ELECTRONICS: Goods = Goods {
                 "IPX5 sweat resistance",
                 "wireless charging",
             ],
-            attributes: &[
-                ("connectivity", Attr::Text("Bluetooth 5.3")),
-                ("battery_hours", Attr::IntRange(6, 10)),
-            ],
+            attributes: &[("connectivity", Attr::Text("Bluetooth 5.3")), ("battery_hours", Attr::IntRange(6, 10))],
         },
         Kind {
             name: "Over-Ear Headphones",
@@ -572,10 +422,7 @@ static ELECTRONICS: Goods = Goods {
                 "USB-C fast charging",
                 "a fold-flat travel design",
             ],
-            attributes: &[
-                ("connectivity", Attr::Text("Bluetooth 5.3")),
-                ("battery_hours", Attr::IntRange(30, 60)),
-            ],
+            attributes: &[("connectivity", Attr::Text("Bluetooth 5.3")), ("battery_hours", Attr::IntRange(30, 60))],
         },
         Kind {
             name: "Bluetooth Speaker",
@@ -591,10 +438,7 @@ static ELECTRONICS: Goods = Goods {
                 "stereo pairing",
                 "a built-in microphone for calls",
             ],
-            attributes: &[
-                ("connectivity", Attr::Text("Bluetooth 5.2")),
-                ("waterproof", Attr::Bool(true)),
-            ],
+            attributes: &[("connectivity", Attr::Text("Bluetooth 5.2")), ("waterproof", Attr::Bool(true))],
         },
         Kind {
             name: "Smartwatch",
@@ -610,10 +454,7 @@ static ELECTRONICS: Goods = Goods {
                 "a seven-day battery",
                 "contactless payments",
             ],
-            attributes: &[
-                ("display_mm", Attr::IntOneOf(&[41, 44, 46])),
-                ("water_resistance_m", Attr::Int(50)),
-            ],
+            attributes: &[("display_mm", Attr::IntOneOf(&[41, 44, 46])), ("water_resistance_m", Attr::Int(50))],
         },
         Kind {
             name: "4K Monitor",
@@ -629,10 +470,7 @@ static ELECTRONICS: Goods = Goods {
                 "HDR10 support",
                 "a 144 Hz refresh rate",
             ],
-            attributes: &[
-                ("screen_inches", Attr::IntOneOf(&[27, 32])),
-                ("resolution", Attr::Text("3840x2160")),
-            ],
+            attributes: &[("screen_inches", Attr::IntOneOf(&[27, 32])), ("resolution", Attr::Text("3840x2160"))],
         },
         Kind {
             name: "Mechanical Keyboard",
@@ -683,10 +521,7 @@ static ELECTRONICS: Goods = Goods {
                 "a front-facing selfie screen",
                 "live streaming",
             ],
-            attributes: &[
-                ("video", Attr::Text("5.3K60")),
-                ("megapixels", Attr::IntOneOf(&[20, 23, 27])),
-            ],
+            attributes: &[("video", Attr::Text("5.3K60")), ("megapixels", Attr::IntOneOf(&[20, 23, 27]))],
         },
         Kind {
             name: "E-Reader",
@@ -702,10 +537,7 @@ static ELECTRONICS: Goods = Goods {
                 "waterproofing for bath-time reading",
                 "32 GB of storage",
             ],
-            attributes: &[
-                ("screen_inches", Attr::IntOneOf(&[6, 7])),
-                ("storage_gb", Attr::IntOneOf(&[16, 32])),
-            ],
+            attributes: &[("screen_inches", Attr::IntOneOf(&[6, 7])), ("storage_gb", Attr::IntOneOf(&[16, 32]))],
         },
     ],
     closers: &[
@@ -719,29 +551,15 @@ static ELECTRONICS: Goods = Goods {
 };
 
 static HOME: Goods = Goods {
-    brands: &[
-        "Hearthwell",
-        "Nordlys",
-        "Casa Mira",
-        "Oakridge",
-        "Linenfold",
-        "Dunmore",
-    ],
-    lines: &[
-        "Nordic", "Rustic", "Modern", "Coastal", "Heritage", "Boho", "Loft",
-    ],
+    brands: &["Hearthwell", "Nordlys", "Casa Mira", "Oakridge", "Linenfold", "Dunmore"],
+    lines: &["Nordic", "Rustic", "Modern", "Coastal", "Heritage", "Boho", "Loft"],
     line_after_kind: false,
     colors: DEFAULT_COLORS,
     kinds: &[
         Kind {
             name: "Throw Blanket",
             noun: "throw blanket",
-            materials: &[
-                "stonewashed linen",
-                "merino wool",
-                "organic cotton",
-                "chunky knit acrylic",
-            ],
+            materials: &["stonewashed linen", "merino wool", "organic cotton", "chunky knit acrylic"],
             colors: &[],
             dollars: (29, 149),
             weight_g: (600, 1800),
@@ -760,16 +578,8 @@ static HOME: Goods = Goods {
             colors: &[],
             dollars: (35, 189),
             weight_g: (900, 3200),
-            features: &[
-                "a linen drum shade",
-                "a dimmable E27 socket",
-                "a braided fabric cable",
-                "a weighted base",
-            ],
-            attributes: &[
-                ("bulb", Attr::Text("E27, not included")),
-                ("height_cm", Attr::IntRange(35, 65)),
-            ],
+            features: &["a linen drum shade", "a dimmable E27 socket", "a braided fabric cable", "a weighted base"],
+            attributes: &[("bulb", Attr::Text("E27, not included")), ("height_cm", Attr::IntRange(35, 65))],
         },
         Kind {
             name: "Scented Candle",
@@ -794,12 +604,7 @@ static HOME: Goods = Goods {
             colors: &["natural"],
             dollars: (49, 299),
             weight_g: (2000, 9000),
-            features: &[
-                "bevelled glass",
-                "a slim profile",
-                "hanging hardware included",
-                "a rounded arch shape",
-            ],
+            features: &["bevelled glass", "a slim profile", "hanging hardware included", "a rounded arch shape"],
             attributes: &[("diameter_cm", Attr::IntOneOf(&[50, 60, 80]))],
         },
         Kind {
@@ -809,12 +614,7 @@ static HOME: Goods = Goods {
             colors: &["natural", "charcoal", "cream"],
             dollars: (15, 69),
             weight_g: (300, 1200),
-            features: &[
-                "sturdy carry handles",
-                "a removable cotton liner",
-                "a collapsible design",
-                "a fold-over lid",
-            ],
+            features: &["sturdy carry handles", "a removable cotton liner", "a collapsible design", "a fold-over lid"],
             attributes: &[("volume_l", Attr::IntOneOf(&[20, 35, 50]))],
         },
         Kind {
@@ -824,16 +624,8 @@ static HOME: Goods = Goods {
             colors: &[],
             dollars: (12, 45),
             weight_g: (150, 350),
-            features: &[
-                "a hidden zip",
-                "piped edges",
-                "an embroidered pattern",
-                "a reversible design",
-            ],
-            attributes: &[(
-                "dimensions_cm",
-                Attr::OneOf(&["45 x 45", "50 x 50", "30 x 50"]),
-            )],
+            features: &["a hidden zip", "piped edges", "an embroidered pattern", "a reversible design"],
+            attributes: &[("dimensions_cm", Attr::OneOf(&["45 x 45", "50 x 50", "30 x 50"]))],
         },
         Kind {
             name: "Area Rug",
@@ -848,10 +640,7 @@ static HOME: Goods = Goods {
                 "a geometric Berber pattern",
                 "hand-finished edges",
             ],
-            attributes: &[(
-                "dimensions_cm",
-                Attr::OneOf(&["120 x 170", "160 x 230", "200 x 290"]),
-            )],
+            attributes: &[("dimensions_cm", Attr::OneOf(&["120 x 170", "160 x 230", "200 x 290"]))],
         },
         Kind {
             name: "Wall Clock",
@@ -875,47 +664,19 @@ static HOME: Goods = Goods {
         "Made in small batches and packed plastic-free.",
         "Brings warmth to living rooms, bedrooms and reading nooks.",
     ],
-    attributes: &[(
-        "care",
-        Attr::OneOf(&["wipe clean", "spot clean", "machine washable at 30C"]),
-    )],
+    attributes: &[("care", Attr::OneOf(&["wipe clean", "spot clean", "machine washable at 30C"]))],
 };
 
 static KITCHEN: Goods = Goods {
-    brands: &[
-        "Copperleaf",
-        "Ferro & Salt",
-        "Culina",
-        "Bramble",
-        "Steelhaus",
-        "Mesa",
-    ],
-    lines: &[
-        "Professional",
-        "Everyday",
-        "Artisan",
-        "Classic",
-        "Compact",
-        "Signature",
-    ],
+    brands: &["Copperleaf", "Ferro & Salt", "Culina", "Bramble", "Steelhaus", "Mesa"],
+    lines: &["Professional", "Everyday", "Artisan", "Classic", "Compact", "Signature"],
     line_after_kind: false,
-    colors: &[
-        "graphite",
-        "matte black",
-        "copper",
-        "cream",
-        "sage green",
-        "cherry red",
-    ],
+    colors: &["graphite", "matte black", "copper", "cream", "sage green", "cherry red"],
     kinds: &[
         Kind {
             name: "Chef's Knife",
             noun: "chef's knife",
-            materials: &[
-                "Damascus steel",
-                "German stainless steel",
-                "Japanese VG-10 steel",
-            ],
+            materials: &["Damascus steel", "German stainless steel", "Japanese VG-10 steel"],
             colors: &["silver", "black"],
             dollars: (39, 229),
             weight_g: (170, 260),
@@ -925,10 +686,7 @@ static KITCHEN: Goods = Goods {
                 "a balanced bolster",
                 "a protective blade guard",
             ],
-            attributes: &[
-                ("blade_cm", Attr::IntOneOf(&[18, 20, 21])),
-                ("dishwasher_safe", Attr::Bool(false)),
-            ],
+            attributes: &[("blade_cm", Attr::IntOneOf(&[18, 20, 21])), ("dishwasher_safe", Attr::Bool(false))],
         },
         Kind {
             name: "Cast Iron Skillet",
@@ -943,10 +701,7 @@ static KITCHEN: Goods = Goods {
                 "oven-safe construction to 260C",
                 "even heat retention",
             ],
-            attributes: &[
-                ("diameter_cm", Attr::IntOneOf(&[20, 26, 30])),
-                ("dishwasher_safe", Attr::Bool(false)),
-            ],
+            attributes: &[("diameter_cm", Attr::IntOneOf(&[20, 26, 30])), ("dishwasher_safe", Attr::Bool(false))],
         },
         Kind {
             name: "Dutch Oven",
@@ -961,10 +716,7 @@ static KITCHEN: Goods = Goods {
                 "wide loop handles",
                 "compatibility with induction hobs",
             ],
-            attributes: &[
-                ("capacity_ml", Attr::IntOneOf(&[3800, 5200, 6700])),
-                ("dishwasher_safe", Attr::Bool(true)),
-            ],
+            attributes: &[("capacity_ml", Attr::IntOneOf(&[3800, 5200, 6700])), ("dishwasher_safe", Attr::Bool(true))],
         },
         Kind {
             name: "French Press",
@@ -973,16 +725,8 @@ static KITCHEN: Goods = Goods {
             colors: &[],
             dollars: (19, 89),
             weight_g: (400, 900),
-            features: &[
-                "a four-level filter",
-                "a cool-touch handle",
-                "a drip-free spout",
-                "a tight-fitting lid",
-            ],
-            attributes: &[
-                ("capacity_ml", Attr::IntOneOf(&[350, 800, 1000])),
-                ("dishwasher_safe", Attr::Bool(true)),
-            ],
+            features: &["a four-level filter", "a cool-touch handle", "a drip-free spout", "a tight-fitting lid"],
+            attributes: &[("capacity_ml", Attr::IntOneOf(&[350, 800, 1000])), ("dishwasher_safe", Attr::Bool(true))],
         },
         Kind {
             name: "Espresso Machine",
@@ -997,10 +741,7 @@ static KITCHEN: Goods = Goods {
                 "a built-in conical burr grinder",
                 "PID temperature control",
             ],
-            attributes: &[
-                ("capacity_ml", Attr::IntOneOf(&[1500, 2000])),
-                ("dishwasher_safe", Attr::Bool(false)),
-            ],
+            attributes: &[("capacity_ml", Attr::IntOneOf(&[1500, 2000])), ("dishwasher_safe", Attr::Bool(false))],
         },
         Kind {
             name: "Cutting Board",
@@ -1016,10 +757,7 @@ static KITCHEN: Goods = Goods {
                 "a food-safe oil finish",
             ],
             attributes: &[
-                (
-                    "dimensions_cm",
-                    Attr::OneOf(&["30 x 20", "40 x 28", "50 x 35"]),
-                ),
+                ("dimensions_cm", Attr::OneOf(&["30 x 20", "40 x 28", "50 x 35"])),
                 ("dishwasher_safe", Attr::Bool(false)),
             ],
         },
@@ -1036,10 +774,7 @@ static KITCHEN: Goods = Goods {
                 "a dough hook, flat beater and whisk",
                 "a 5-litre stainless bowl",
             ],
-            attributes: &[
-                ("power_w", Attr::IntOneOf(&[600, 800, 1000])),
-                ("dishwasher_safe", Attr::Bool(false)),
-            ],
+            attributes: &[("power_w", Attr::IntOneOf(&[600, 800, 1000])), ("dishwasher_safe", Attr::Bool(false))],
         },
         Kind {
             name: "Electric Kettle",
@@ -1054,10 +789,7 @@ static KITCHEN: Goods = Goods {
                 "a keep-warm mode",
                 "automatic shut-off",
             ],
-            attributes: &[
-                ("capacity_ml", Attr::IntOneOf(&[900, 1200, 1700])),
-                ("dishwasher_safe", Attr::Bool(false)),
-            ],
+            attributes: &[("capacity_ml", Attr::IntOneOf(&[900, 1200, 1700])), ("dishwasher_safe", Attr::Bool(false))],
         },
     ],
     closers: &[
@@ -1070,32 +802,10 @@ static KITCHEN: Goods = Goods {
 };
 
 static SPORTS: Goods = Goods {
-    brands: &[
-        "Trailbound",
-        "Apex Motion",
-        "Riverstone",
-        "Summit & Co",
-        "Velocity",
-        "Kinetik",
-    ],
-    lines: &[
-        "Ultralight",
-        "Trail",
-        "Performance",
-        "All-Weather",
-        "Pro",
-        "Essential",
-    ],
+    brands: &["Trailbound", "Apex Motion", "Riverstone", "Summit & Co", "Velocity", "Kinetik"],
+    lines: &["Ultralight", "Trail", "Performance", "All-Weather", "Pro", "Essential"],
     line_after_kind: false,
-    colors: &[
-        "black",
-        "slate grey",
-        "electric blue",
-        "volt yellow",
-        "coral",
-        "forest green",
-        "burnt orange",
-    ],
+    colors: &["black", "slate grey", "electric blue", "volt yellow", "coral", "forest green", "burnt orange"],
     kinds: &[
         Kind {
             name: "Yoga Mat",
@@ -1104,16 +814,8 @@ static SPORTS: Goods = Goods {
             colors: &[],
             dollars: (25, 129),
             weight_g: (900, 2500),
-            features: &[
-                "a grippy non-slip surface",
-                "alignment lines",
-                "a carry strap",
-                "a 6 mm cushioned core",
-            ],
-            attributes: &[
-                ("sport", Attr::Text("yoga")),
-                ("thickness_mm", Attr::IntOneOf(&[4, 5, 6])),
-            ],
+            features: &["a grippy non-slip surface", "alignment lines", "a carry strap", "a 6 mm cushioned core"],
+            attributes: &[("sport", Attr::Text("yoga")), ("thickness_mm", Attr::IntOneOf(&[4, 5, 6]))],
         },
         Kind {
             name: "Running Shoes",
@@ -1141,16 +843,8 @@ static SPORTS: Goods = Goods {
             colors: &[],
             dollars: (59, 279),
             weight_g: (700, 1900),
-            features: &[
-                "a ventilated back panel",
-                "a built-in rain cover",
-                "hip-belt pockets",
-                "a hydration sleeve",
-            ],
-            attributes: &[
-                ("sport", Attr::Text("hiking")),
-                ("volume_l", Attr::IntOneOf(&[22, 30, 45, 60])),
-            ],
+            features: &["a ventilated back panel", "a built-in rain cover", "hip-belt pockets", "a hydration sleeve"],
+            attributes: &[("sport", Attr::Text("hiking")), ("volume_l", Attr::IntOneOf(&[22, 30, 45, 60]))],
         },
         Kind {
             name: "Tennis Racket",
@@ -1165,10 +859,7 @@ static SPORTS: Goods = Goods {
                 "a 16x19 string pattern",
                 "a cushioned grip",
             ],
-            attributes: &[
-                ("sport", Attr::Text("tennis")),
-                ("grip_size", Attr::IntRange(1, 4)),
-            ],
+            attributes: &[("sport", Attr::Text("tennis")), ("grip_size", Attr::IntRange(1, 4))],
         },
         Kind {
             name: "Camping Tent",
@@ -1183,10 +874,7 @@ static SPORTS: Goods = Goods {
                 "a 3000 mm waterproof flysheet",
                 "pitch-in-minutes colour-coded clips",
             ],
-            attributes: &[
-                ("sport", Attr::Text("camping")),
-                ("capacity_people", Attr::IntRange(1, 4)),
-            ],
+            attributes: &[("sport", Attr::Text("camping")), ("capacity_people", Attr::IntRange(1, 4))],
         },
         Kind {
             name: "Sleeping Bag",
@@ -1195,16 +883,8 @@ static SPORTS: Goods = Goods {
             colors: &[],
             dollars: (69, 399),
             weight_g: (700, 1800),
-            features: &[
-                "a draught collar",
-                "a compression sack",
-                "a two-way zip",
-                "a comfort rating of -5C",
-            ],
-            attributes: &[
-                ("sport", Attr::Text("camping")),
-                ("comfort_c", Attr::IntRange(-10, 8)),
-            ],
+            features: &["a draught collar", "a compression sack", "a two-way zip", "a comfort rating of -5C"],
+            attributes: &[("sport", Attr::Text("camping")), ("comfort_c", Attr::IntRange(-10, 8))],
         },
         Kind {
             name: "Adjustable Dumbbell",
@@ -1219,10 +899,7 @@ static SPORTS: Goods = Goods {
                 "a compact storage tray",
                 "anti-roll end caps",
             ],
-            attributes: &[
-                ("sport", Attr::Text("fitness")),
-                ("max_kg", Attr::IntOneOf(&[20, 24, 32])),
-            ],
+            attributes: &[("sport", Attr::Text("fitness")), ("max_kg", Attr::IntOneOf(&[20, 24, 32]))],
         },
         Kind {
             name: "Insulated Water Bottle",
@@ -1237,10 +914,7 @@ static SPORTS: Goods = Goods {
                 "a powder-coated finish",
                 "a wide mouth for ice cubes",
             ],
-            attributes: &[
-                ("sport", Attr::Text("outdoors")),
-                ("capacity_ml", Attr::IntOneOf(&[500, 750, 1000])),
-            ],
+            attributes: &[("sport", Attr::Text("outdoors")), ("capacity_ml", Attr::IntOneOf(&[500, 750, 1000]))],
         },
     ],
     closers: &[
@@ -1253,23 +927,8 @@ static SPORTS: Goods = Goods {
 };
 
 static TOYS: Goods = Goods {
-    brands: &[
-        "Wobblewood",
-        "Brickory",
-        "Tinker & Twig",
-        "Starling Toys",
-        "PlayNest",
-    ],
-    lines: &[
-        "Space",
-        "Dinosaur",
-        "Ocean",
-        "Castle",
-        "Safari",
-        "Robot",
-        "Pirate",
-        "Rainforest",
-    ],
+    brands: &["Wobblewood", "Brickory", "Tinker & Twig", "Starling Toys", "PlayNest"],
+    lines: &["Space", "Dinosaur", "Ocean", "Castle", "Safari", "Robot", "Pirate", "Rainforest"],
     line_after_kind: false,
     colors: &["multicolour", "pastel", "primary colours", "rainbow"],
     kinds: &[
@@ -1286,10 +945,7 @@ static TOYS: Goods = Goods {
                 "minifigures with accessories",
                 "a storage tub",
             ],
-            attributes: &[
-                ("pieces", Attr::IntRange(150, 1500)),
-                ("age_min", Attr::IntOneOf(&[6, 8, 10])),
-            ],
+            attributes: &[("pieces", Attr::IntRange(150, 1500)), ("age_min", Attr::IntOneOf(&[6, 8, 10]))],
         },
         Kind {
             name: "Wooden Train Set",
@@ -1304,10 +960,7 @@ static TOYS: Goods = Goods {
                 "a working drawbridge",
                 "child-safe water-based paints",
             ],
-            attributes: &[
-                ("pieces", Attr::IntRange(30, 120)),
-                ("age_min", Attr::Int(3)),
-            ],
+            attributes: &[("pieces", Attr::IntRange(30, 120)), ("age_min", Attr::Int(3))],
         },
         Kind {
             name: "Jigsaw Puzzle",
@@ -1322,10 +975,7 @@ static TOYS: Goods = Goods {
                 "snug-fitting random cut pieces",
                 "a sturdy keepsake box",
             ],
-            attributes: &[
-                ("pieces", Attr::IntOneOf(&[300, 500, 1000, 1500])),
-                ("age_min", Attr::IntOneOf(&[8, 12])),
-            ],
+            attributes: &[("pieces", Attr::IntOneOf(&[300, 500, 1000, 1500])), ("age_min", Attr::IntOneOf(&[8, 12]))],
         },
         Kind {
             name: "Plush Toy",
@@ -1334,16 +984,8 @@ static TOYS: Goods = Goods {
             colors: &["pastel", "multicolour", "natural"],
             dollars: (12, 49),
             weight_g: (150, 600),
-            features: &[
-                "embroidered eyes",
-                "a super-soft fur",
-                "machine-washable fabric",
-                "a cuddly bean-bag bottom",
-            ],
-            attributes: &[
-                ("height_cm", Attr::IntRange(20, 45)),
-                ("age_min", Attr::Int(0)),
-            ],
+            features: &["embroidered eyes", "a super-soft fur", "machine-washable fabric", "a cuddly bean-bag bottom"],
+            attributes: &[("height_cm", Attr::IntRange(20, 45)), ("age_min", Attr::Int(0))],
         },
         Kind {
             name: "Remote Control Car",
@@ -1359,10 +1001,7 @@ static TOYS: Goods = Goods {
                 "LED headlights",
                 "all-terrain tyres",
             ],
-            attributes: &[
-                ("age_min", Attr::IntOneOf(&[6, 8])),
-                ("top_speed_kmh", Attr::IntRange(12, 35)),
-            ],
+            attributes: &[("age_min", Attr::IntOneOf(&[6, 8])), ("top_speed_kmh", Attr::IntRange(12, 35))],
         },
         Kind {
             name: "Board Game",
@@ -1377,10 +1016,7 @@ static TOYS: Goods = Goods {
                 "a reversible board",
                 "illustrated cards",
             ],
-            attributes: &[
-                ("players", Attr::OneOf(&["2-4", "2-5", "1-6"])),
-                ("age_min", Attr::IntOneOf(&[7, 8, 10])),
-            ],
+            attributes: &[("players", Attr::OneOf(&["2-4", "2-5", "1-6"])), ("age_min", Attr::IntOneOf(&[7, 8, 10]))],
         },
         Kind {
             name: "Science Kit",
@@ -1389,16 +1025,8 @@ static TOYS: Goods = Goods {
             colors: &[],
             dollars: (24, 89),
             weight_g: (600, 1500),
-            features: &[
-                "twenty safe experiments",
-                "a real magnifier",
-                "a full-colour lab guide",
-                "safety goggles",
-            ],
-            attributes: &[
-                ("experiments", Attr::IntRange(12, 40)),
-                ("age_min", Attr::IntOneOf(&[8, 10])),
-            ],
+            features: &["twenty safe experiments", "a real magnifier", "a full-colour lab guide", "safety goggles"],
+            attributes: &[("experiments", Attr::IntRange(12, 40)), ("age_min", Attr::IntOneOf(&[8, 10]))],
         },
     ],
     closers: &[
@@ -1411,30 +1039,10 @@ static TOYS: Goods = Goods {
 };
 
 static GARDEN: Goods = Goods {
-    brands: &[
-        "Greenmantle",
-        "Fernbrook",
-        "Rootwise",
-        "Meadowlark",
-        "Terracotta & Co",
-    ],
-    lines: &[
-        "Heavy-Duty",
-        "Compact",
-        "Cottage",
-        "Urban",
-        "Professional",
-        "Eco",
-    ],
+    brands: &["Greenmantle", "Fernbrook", "Rootwise", "Meadowlark", "Terracotta & Co"],
+    lines: &["Heavy-Duty", "Compact", "Cottage", "Urban", "Professional", "Eco"],
     line_after_kind: false,
-    colors: &[
-        "forest green",
-        "terracotta",
-        "slate grey",
-        "black",
-        "natural",
-        "sage green",
-    ],
+    colors: &["forest green", "terracotta", "slate grey", "black", "natural", "sage green"],
     kinds: &[
         Kind {
             name: "Garden Hose",
@@ -1449,10 +1057,7 @@ static GARDEN: Goods = Goods {
                 "a seven-pattern spray gun",
                 "a wall-mounted reel",
             ],
-            attributes: &[
-                ("length_m", Attr::IntOneOf(&[15, 20, 30])),
-                ("power", Attr::Text("manual")),
-            ],
+            attributes: &[("length_m", Attr::IntOneOf(&[15, 20, 30])), ("power", Attr::Text("manual"))],
         },
         Kind {
             name: "Pruning Shears",
@@ -1461,16 +1066,8 @@ static GARDEN: Goods = Goods {
             colors: &[],
             dollars: (14, 69),
             weight_g: (180, 300),
-            features: &[
-                "a bypass blade",
-                "an ergonomic rotating grip",
-                "a sap groove",
-                "a safety lock",
-            ],
-            attributes: &[
-                ("cut_capacity_mm", Attr::IntOneOf(&[20, 22, 25])),
-                ("power", Attr::Text("manual")),
-            ],
+            features: &["a bypass blade", "an ergonomic rotating grip", "a sap groove", "a safety lock"],
+            attributes: &[("cut_capacity_mm", Attr::IntOneOf(&[20, 22, 25])), ("power", Attr::Text("manual"))],
         },
         Kind {
             name: "Raised Garden Bed",
@@ -1486,34 +1083,19 @@ static GARDEN: Goods = Goods {
                 "rot-resistant boards",
             ],
             attributes: &[
-                (
-                    "dimensions_cm",
-                    Attr::OneOf(&["120 x 60 x 30", "180 x 90 x 40", "240 x 120 x 45"]),
-                ),
+                ("dimensions_cm", Attr::OneOf(&["120 x 60 x 30", "180 x 90 x 40", "240 x 120 x 45"])),
                 ("power", Attr::Text("manual")),
             ],
         },
         Kind {
             name: "Watering Can",
             noun: "watering can",
-            materials: &[
-                "galvanised steel",
-                "powder-coated steel",
-                "recycled plastic",
-            ],
+            materials: &["galvanised steel", "powder-coated steel", "recycled plastic"],
             colors: &[],
             dollars: (15, 59),
             weight_g: (500, 1400),
-            features: &[
-                "a removable brass rose",
-                "a long reach spout",
-                "a balanced handle",
-                "a rust-proof finish",
-            ],
-            attributes: &[
-                ("capacity_l", Attr::IntOneOf(&[5, 7, 9])),
-                ("power", Attr::Text("manual")),
-            ],
+            features: &["a removable brass rose", "a long reach spout", "a balanced handle", "a rust-proof finish"],
+            attributes: &[("capacity_l", Attr::IntOneOf(&[5, 7, 9])), ("power", Attr::Text("manual"))],
         },
         Kind {
             name: "Solar Path Lights",
@@ -1528,20 +1110,12 @@ static GARDEN: Goods = Goods {
                 "IP65 weatherproofing",
                 "stake-in-ground installation",
             ],
-            attributes: &[
-                ("pieces", Attr::IntOneOf(&[4, 6, 8, 12])),
-                ("power", Attr::Text("solar")),
-            ],
+            attributes: &[("pieces", Attr::IntOneOf(&[4, 6, 8, 12])), ("power", Attr::Text("solar"))],
         },
         Kind {
             name: "Planter",
             noun: "planter",
-            materials: &[
-                "terracotta",
-                "glazed stoneware",
-                "fibre clay",
-                "woven rattan",
-            ],
+            materials: &["terracotta", "glazed stoneware", "fibre clay", "woven rattan"],
             colors: &[],
             dollars: (14, 149),
             weight_g: (800, 12000),
@@ -1551,10 +1125,7 @@ static GARDEN: Goods = Goods {
                 "a matching saucer",
                 "a self-watering reservoir",
             ],
-            attributes: &[
-                ("diameter_cm", Attr::IntOneOf(&[20, 30, 40, 55])),
-                ("power", Attr::Text("manual")),
-            ],
+            attributes: &[("diameter_cm", Attr::IntOneOf(&[20, 30, 40, 55])), ("power", Attr::Text("manual"))],
         },
         Kind {
             name: "Cordless Lawn Mower",
@@ -1582,16 +1153,8 @@ static GARDEN: Goods = Goods {
             colors: &[],
             dollars: (14, 69),
             weight_g: (400, 1600),
-            features: &[
-                "a squirrel-proof cage",
-                "a weatherproof roof",
-                "easy-fill seed ports",
-                "a hanging chain",
-            ],
-            attributes: &[
-                ("capacity_l", Attr::IntOneOf(&[1, 2, 3])),
-                ("power", Attr::Text("manual")),
-            ],
+            features: &["a squirrel-proof cage", "a weatherproof roof", "easy-fill seed ports", "a hanging chain"],
+            attributes: &[("capacity_l", Attr::IntOneOf(&[1, 2, 3])), ("power", Attr::Text("manual"))],
         },
     ],
     closers: &[
@@ -1604,37 +1167,19 @@ static GARDEN: Goods = Goods {
 };
 
 static FASHION: Goods = Goods {
-    brands: &[
-        "Marlowe",
-        "Indigo Row",
-        "Kestrel & Kin",
-        "Aster",
-        "Northbay",
-        "Sable",
-    ],
-    lines: &[
-        "Relaxed", "Slim", "Classic", "Heritage", "Weekend", "Tailored",
-    ],
+    brands: &["Marlowe", "Indigo Row", "Kestrel & Kin", "Aster", "Northbay", "Sable"],
+    lines: &["Relaxed", "Slim", "Classic", "Heritage", "Weekend", "Tailored"],
     line_after_kind: false,
     colors: DEFAULT_COLORS,
     kinds: &[
         Kind {
             name: "T-Shirt",
             noun: "t-shirt",
-            materials: &[
-                "organic cotton jersey",
-                "Pima cotton",
-                "hemp and cotton blend",
-            ],
+            materials: &["organic cotton jersey", "Pima cotton", "hemp and cotton blend"],
             colors: &[],
             dollars: (15, 49),
             weight_g: (140, 220),
-            features: &[
-                "a ribbed crew neck",
-                "double-stitched seams",
-                "a garment-dyed finish",
-                "a pre-shrunk fabric",
-            ],
+            features: &["a ribbed crew neck", "double-stitched seams", "a garment-dyed finish", "a pre-shrunk fabric"],
             attributes: &[
                 ("size", Attr::OneOf(&["XS", "S", "M", "L", "XL", "XXL"])),
                 ("fit", Attr::OneOf(&["regular", "slim", "relaxed"])),
@@ -1647,12 +1192,7 @@ static FASHION: Goods = Goods {
             colors: &["indigo", "washed blue", "black", "ecru"],
             dollars: (69, 229),
             weight_g: (700, 1100),
-            features: &[
-                "copper rivets",
-                "chest flap pockets",
-                "a corduroy collar",
-                "a sherpa lining",
-            ],
+            features: &["copper rivets", "chest flap pockets", "a corduroy collar", "a sherpa lining"],
             attributes: &[
                 ("size", Attr::OneOf(&["XS", "S", "M", "L", "XL"])),
                 ("fit", Attr::OneOf(&["regular", "boxy"])),
@@ -1665,12 +1205,7 @@ static FASHION: Goods = Goods {
             colors: &[],
             dollars: (59, 249),
             weight_g: (300, 600),
-            features: &[
-                "a cable-knit front",
-                "ribbed cuffs and hem",
-                "a roll neck",
-                "a fully fashioned knit",
-            ],
+            features: &["a cable-knit front", "ribbed cuffs and hem", "a roll neck", "a fully fashioned knit"],
             attributes: &[
                 ("size", Attr::OneOf(&["XS", "S", "M", "L", "XL"])),
                 ("fit", Attr::OneOf(&["regular", "relaxed"])),
@@ -1683,16 +1218,8 @@ static FASHION: Goods = Goods {
             colors: &["khaki", "navy", "olive", "stone", "charcoal"],
             dollars: (39, 129),
             weight_g: (400, 650),
-            features: &[
-                "a flat front",
-                "a tapered leg",
-                "a hidden coin pocket",
-                "a soft enzyme wash",
-            ],
-            attributes: &[
-                ("waist_in", Attr::IntRange(28, 40)),
-                ("fit", Attr::OneOf(&["slim", "straight", "tapered"])),
-            ],
+            features: &["a flat front", "a tapered leg", "a hidden coin pocket", "a soft enzyme wash"],
+            attributes: &[("waist_in", Attr::IntRange(28, 40)), ("fit", Attr::OneOf(&["slim", "straight", "tapered"]))],
         },
         Kind {
             name: "Rain Jacket",
@@ -1701,12 +1228,7 @@ static FASHION: Goods = Goods {
             colors: &[],
             dollars: (79, 299),
             weight_g: (300, 650),
-            features: &[
-                "fully taped seams",
-                "a stowaway hood",
-                "pit zips for ventilation",
-                "a packable pocket",
-            ],
+            features: &["fully taped seams", "a stowaway hood", "pit zips for ventilation", "a packable pocket"],
             attributes: &[
                 ("size", Attr::OneOf(&["XS", "S", "M", "L", "XL", "XXL"])),
                 ("waterproof_mm", Attr::IntOneOf(&[10000, 20000])),
@@ -1719,12 +1241,7 @@ static FASHION: Goods = Goods {
             colors: &["tan", "dark brown", "black", "cognac"],
             dollars: (29, 119),
             weight_g: (120, 250),
-            features: &[
-                "a solid brass buckle",
-                "hand-burnished edges",
-                "five adjustment holes",
-                "a keeper loop",
-            ],
+            features: &["a solid brass buckle", "hand-burnished edges", "five adjustment holes", "a keeper loop"],
             attributes: &[
                 ("length_cm", Attr::IntOneOf(&[85, 95, 105, 115])),
                 ("width_mm", Attr::IntOneOf(&[30, 35, 38])),
@@ -1737,16 +1254,8 @@ static FASHION: Goods = Goods {
             colors: &[],
             dollars: (39, 119),
             weight_g: (600, 900),
-            features: &[
-                "a vulcanised rubber sole",
-                "a cushioned cork insole",
-                "metal eyelets",
-                "a padded collar",
-            ],
-            attributes: &[
-                ("size_eu", Attr::IntRange(35, 47)),
-                ("fit", Attr::Text("true to size")),
-            ],
+            features: &["a vulcanised rubber sole", "a cushioned cork insole", "metal eyelets", "a padded collar"],
+            attributes: &[("size_eu", Attr::IntRange(35, 47)), ("fit", Attr::Text("true to size"))],
         },
         Kind {
             name: "Silk Scarf",
@@ -1755,16 +1264,8 @@ static FASHION: Goods = Goods {
             colors: &[],
             dollars: (39, 169),
             weight_g: (40, 120),
-            features: &[
-                "hand-rolled edges",
-                "a botanical print",
-                "an archive paisley pattern",
-                "a gift box",
-            ],
-            attributes: &[(
-                "dimensions_cm",
-                Attr::OneOf(&["70 x 70", "90 x 90", "180 x 45"]),
-            )],
+            features: &["hand-rolled edges", "a botanical print", "an archive paisley pattern", "a gift box"],
+            attributes: &[("dimensions_cm", Attr::OneOf(&["70 x 70", "90 x 90", "180 x 45"]))],
         },
     ],
     closers: &[
@@ -1773,10 +1274,7 @@ static FASHION: Goods = Goods {
         "Cut to wear season after season.",
         "Pairs easily with the rest of the {line} wardrobe.",
     ],
-    attributes: &[(
-        "season",
-        Attr::OneOf(&["all-season", "spring/summer", "autumn/winter"]),
-    )],
+    attributes: &[("season", Attr::OneOf(&["all-season", "spring/summer", "autumn/winter"]))],
 };
 
 #[cfg(test)]
@@ -1786,16 +1284,7 @@ mod tests {
     use super::*;
     use crate::domain::product_id_for;
 
-    const SLUGS: [&str; 8] = [
-        "electronics",
-        "books",
-        "home",
-        "kitchen",
-        "sports",
-        "toys",
-        "garden",
-        "fashion",
-    ];
+    const SLUGS: [&str; 8] = ["electronics", "books", "home", "kitchen", "sports", "toys", "garden", "fashion"];
 
     #[test]
     fn seeds_exactly_the_eight_architecture_categories() {
@@ -1815,11 +1304,7 @@ mod tests {
             *per_category.entry(product.category.as_str()).or_default() += 1;
         }
         for slug in SLUGS {
-            assert_eq!(
-                per_category.get(slug),
-                Some(&PRODUCTS_PER_CATEGORY),
-                "{slug}"
-            );
+            assert_eq!(per_category.get(slug), Some(&PRODUCTS_PER_CATEGORY), "{slug}");
         }
     }
 
@@ -1865,17 +1350,11 @@ mod tests {
         // services hold; this test makes that change visible.
         let (_, products) = demo_catalog();
         let first = &products[0];
-        assert_eq!(
-            product_id_for(&first.sku).to_string(),
-            "ff62f420-0ba0-5b06-9652-c8c98065de3e"
-        );
+        assert_eq!(product_id_for(&first.sku).to_string(), "ff62f420-0ba0-5b06-9652-c8c98065de3e");
         assert_eq!(first.name.as_str(), "Lumio Over-Ear Headphones Max");
         assert_eq!(first.price.amount(), 27199);
         let books_first = &products[PRODUCTS_PER_CATEGORY];
-        assert_eq!(
-            product_id_for(&books_first.sku).to_string(),
-            "3245cbcc-77ad-5c54-8439-76d5b4b4124b"
-        );
+        assert_eq!(product_id_for(&books_first.sku).to_string(), "3245cbcc-77ad-5c54-8439-76d5b4b4124b");
         assert_eq!(books_first.name.as_str(), "A Library in Kyoto");
         assert_eq!(fingerprint(&products), 10_910_710_993_983_052_761);
     }
@@ -1885,13 +1364,7 @@ mod tests {
     fn fingerprint(products: &[ProductDraft]) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for p in products {
-            let line = format!(
-                "{}|{}|{}|{}\n",
-                p.sku,
-                p.name,
-                p.description,
-                p.price.amount()
-            );
+            let line = format!("{}|{}|{}|{}\n", p.sku, p.name, p.description, p.price.amount());
             for byte in line.bytes() {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
             }
@@ -1904,12 +1377,7 @@ mod tests {
         let (_, products) = demo_catalog();
         for p in &products {
             assert_eq!(p.price.currency().as_str(), "USD");
-            assert!(
-                (500..=100_000).contains(&p.price.amount()),
-                "{} costs {}",
-                p.sku,
-                p.price.amount()
-            );
+            assert!((500..=100_000).contains(&p.price.amount()), "{} costs {}", p.sku, p.price.amount());
         }
     }
 
@@ -1917,18 +1385,10 @@ mod tests {
     fn descriptions_mention_the_brand_or_author() {
         let (_, products) = demo_catalog();
         for p in &products {
-            let who = p
-                .attributes
-                .get("brand")
-                .or_else(|| p.attributes.get("author"));
+            let who = p.attributes.get("brand").or_else(|| p.attributes.get("author"));
             let who = who.and_then(Value::as_str).unwrap_or_default();
             assert!(!who.is_empty(), "{} has no brand or author", p.sku);
-            assert!(
-                p.description.as_str().contains(who),
-                "{}: {}",
-                p.sku,
-                p.description
-            );
+            assert!(p.description.as_str().contains(who), "{}: {}", p.sku, p.description);
         }
     }
 
@@ -1939,11 +1399,7 @@ mod tests {
             let isbn = isbn13(&mut rng);
             let digits: Vec<u32> = isbn.chars().filter_map(|c| c.to_digit(10)).collect();
             assert_eq!(digits.len(), 13);
-            let sum: u32 = digits
-                .iter()
-                .enumerate()
-                .map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 })
-                .sum();
+            let sum: u32 = digits.iter().enumerate().map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 }).sum();
             assert_eq!(sum % 10, 0, "{isbn}");
         }
     }
@@ -1953,13 +1409,6 @@ mod tests {
         // First outputs for seed 1234567 from the reference C implementation.
         let mut rng = SplitMix64(1234567);
         let got: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
-        assert_eq!(
-            got,
-            [
-                6457827717110365317,
-                3203168211198807973,
-                9817491932198370423
-            ]
-        );
+        assert_eq!(got, [6457827717110365317, 3203168211198807973, 9817491932198370423]);
     }
 }

@@ -33,7 +33,10 @@ impl Running {
     }
 
     fn as_user(&self, method: reqwest::Method, path: &str, id: &str, roles: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).header("x-user-id", id).header("x-user-roles", roles)
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("x-user-id", id)
+            .header("x-user-roles", roles)
     }
 }
 
@@ -95,7 +98,13 @@ async fn product_read_carries_an_etag_and_honours_if_none_match() {
 #[tokio::test]
 async fn bad_list_parameters_get_a_422_naming_them() {
     let api = start().await;
-    for (query, field) in [("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"), ("cursor=%21%21", "cursor"), ("category=Bad%20Slug!", "category")] {
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=%21%21", "cursor"),
+        ("category=Bad%20Slug!", "category"),
+    ] {
         let (status, _, problem) = json_of(api.get(&format!("/api/v1/products?{query}"))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
         assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
@@ -105,15 +114,19 @@ async fn bad_list_parameters_get_a_422_naming_them() {
 #[tokio::test]
 async fn only_admins_create_and_a_created_product_is_readable() {
     let api = start().await;
-    let (status, _, _) = json_of(api.client.post(format!("{}/api/v1/products", api.base)).json(&new_product("NEW-0001"))).await;
+    let (status, _, _) =
+        json_of(api.client.post(format!("{}/api/v1/products", api.base)).json(&new_product("NEW-0001"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, problem) =
-        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", CUSTOMER, "customer").json(&new_product("NEW-0001"))).await;
+    let (status, _, problem) = json_of(
+        api.as_user(reqwest::Method::POST, "/api/v1/products", CUSTOMER, "customer").json(&new_product("NEW-0001")),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(problem["code"], "forbidden");
 
     let (status, headers, created) =
-        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("new-0001"))).await;
+        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("new-0001")))
+            .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["sku"], "NEW-0001");
     assert_eq!(headers["etag"], "\"v1\"");
@@ -123,14 +136,16 @@ async fn only_admins_create_and_a_created_product_is_readable() {
     assert_eq!(read, created);
 
     let (status, _, problem) =
-        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("NEW-0001"))).await;
+        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("NEW-0001")))
+            .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(problem["code"], "sku_taken");
 
     let mut bad = new_product("NEW-0002");
     bad["category"] = json!("spaceships");
     bad["price"]["amount"] = json!(-5);
-    let (status, _, problem) = json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&bad)).await;
+    let (status, _, problem) =
+        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&bad)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["errors"][0]["field"], "price.amount", "{problem}");
 }
@@ -139,7 +154,8 @@ async fn only_admins_create_and_a_created_product_is_readable() {
 async fn replace_needs_a_current_etag() {
     let api = start().await;
     let (_, headers, created) =
-        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("NEW-0003"))).await;
+        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&new_product("NEW-0003")))
+            .await;
     let id = created["id"].as_str().expect("id").to_owned();
     let etag = headers["etag"].to_str().expect("etag").to_owned();
     let path = format!("/api/v1/products/{id}");
@@ -159,7 +175,8 @@ async fn replace_needs_a_current_etag() {
     assert_eq!(problem["code"], "stale_etag");
     let missing = "/api/v1/products/0190a6f0-0000-7000-8000-00000000ffff";
     let (status, _, _) =
-        json_of(api.as_user(reqwest::Method::PUT, missing, ADMIN, "admin").header("if-match", "\"v1\"").json(&body)).await;
+        json_of(api.as_user(reqwest::Method::PUT, missing, ADMIN, "admin").header("if-match", "\"v1\"").json(&body))
+            .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

@@ -9,7 +9,6 @@ use catalog::store::{CatalogStore, ProductQuery, SqlCatalogStore, StoreError};
 use chassis::db::Db;
 use serde_json::json;
 
-
 /// A fresh seeded store.
 async fn seeded(db: Db) -> SqlCatalogStore {
     catalog::store::migrate(&db).await.expect("migrations apply");

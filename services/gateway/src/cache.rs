@@ -67,9 +67,7 @@ impl CacheKey {
     /// The key for a request, taking method, path and query from its URI and
     /// `Accept` from its headers.
     pub fn from_request_parts(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> Self {
-        let accept = headers
-            .get(http::header::ACCEPT)
-            .and_then(|value| value.to_str().ok());
+        let accept = headers.get(http::header::ACCEPT).and_then(|value| value.to_str().ok());
         Self::new(method.clone(), uri.path(), uri.query(), accept)
     }
 
@@ -302,10 +300,7 @@ pub fn parent_collection(path: &str) -> Option<&str> {
 
 /// Whether `method` changes state, so that a request with it invalidates entries.
 pub fn is_write(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
 }
 
 #[derive(Debug)]
@@ -329,10 +324,7 @@ struct Inner {
 
 impl Inner {
     fn remove_path(&mut self, path: &str) -> usize {
-        let removed = self
-            .by_path
-            .remove(path)
-            .map_or(0, |variants| variants.len());
+        let removed = self.by_path.remove(path).map_or(0, |variants| variants.len());
         self.len -= removed;
         removed
     }
@@ -342,10 +334,7 @@ impl Inner {
             let Some(variants) = self.by_path.get_mut(&key.path) else {
                 continue;
             };
-            if variants
-                .get(&key.variant)
-                .is_some_and(|entry| entry.seq == seq)
-            {
+            if variants.get(&key.variant).is_some_and(|entry| entry.seq == seq) {
                 variants.remove(&key.variant);
                 if variants.is_empty() {
                     self.by_path.remove(&key.path);
@@ -419,11 +408,7 @@ impl ResponseCache {
     /// What the cache holds for `key` at `now`.
     pub fn get(&self, key: &CacheKey, now: Nanos) -> Lookup {
         let inner = self.read();
-        let Some(entry) = inner
-            .by_path
-            .get(&key.path)
-            .and_then(|variants| variants.get(&key.variant))
-        else {
+        let Some(entry) = inner.by_path.get(&key.path).and_then(|variants| variants.get(&key.variant)) else {
             return Lookup::Miss;
         };
         if now < entry.fresh_until {
@@ -463,42 +448,27 @@ impl ResponseCache {
             return false;
         }
         let fresh_for = Duration::from_secs(u64::from(directives.shared_max_age().unwrap_or(0)));
-        let grace = directives
-            .stale_if_error
-            .map_or(self.default_stale_grace, |secs| {
-                Duration::from_secs(u64::from(secs))
-            });
+        let grace =
+            directives.stale_if_error.map_or(self.default_stale_grace, |secs| Duration::from_secs(u64::from(secs)));
         let fresh_until = now + fresh_for;
         let stale_until = fresh_until + grace;
 
-        let response = Arc::new(CachedResponse {
-            status,
-            headers: headers.clone(),
-            body,
-            stored_at: now,
-        });
+        let response = Arc::new(CachedResponse { status, headers: headers.clone(), body, stored_at: now });
 
         let mut inner = self.write();
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let replacing = inner
-            .by_path
-            .get(&key.path)
-            .is_some_and(|variants| variants.contains_key(&key.variant));
+        let replacing = inner.by_path.get(&key.path).is_some_and(|variants| variants.contains_key(&key.variant));
         if !replacing {
             while inner.len >= self.max_entries && inner.evict_oldest() {}
             inner.len += 1;
         }
         inner.order.push_back((seq, key.clone()));
-        inner.by_path.entry(key.path).or_default().insert(
-            key.variant,
-            Entry {
-                response,
-                fresh_until,
-                stale_until,
-                seq,
-            },
-        );
+        inner
+            .by_path
+            .entry(key.path)
+            .or_default()
+            .insert(key.variant, Entry { response, fresh_until, stale_until, seq });
         inner.compact_order();
         true
     }
@@ -523,11 +493,7 @@ impl ResponseCache {
 
     /// Invalidates `path` when `method` is a write; does nothing for reads.
     pub fn invalidate_after(&self, method: &Method, path: &str) -> usize {
-        if is_write(method) {
-            self.invalidate_path(path)
-        } else {
-            0
-        }
+        if is_write(method) { self.invalidate_path(path) } else { 0 }
     }
 
     /// Drops entries past their stale grace at `now`, returning how many.
@@ -579,14 +545,7 @@ mod tests {
     }
 
     fn store(cache: &ResponseCache, key: CacheKey, cache_control: &str, now: Nanos) -> bool {
-        cache.store_if_cacheable(
-            key,
-            StatusCode::OK,
-            &headers(cache_control),
-            Bytes::from_static(b"{}"),
-            false,
-            now,
-        )
+        cache.store_if_cacheable(key, StatusCode::OK, &headers(cache_control), Bytes::from_static(b"{}"), false, now)
     }
 
     fn is_fresh(lookup: Lookup) -> bool {
@@ -618,27 +577,16 @@ mod tests {
     fn an_expired_entry_is_stale_during_the_grace_then_gone() {
         let cache = ResponseCache::new(10, 1024).with_default_stale_grace(Duration::from_secs(30));
         store(&cache, key("/p"), "public, max-age=60", T0);
-        assert!(is_stale(
-            cache.get(&key("/p"), T0 + Duration::from_secs(60))
-        ));
-        assert!(is_stale(
-            cache.get(&key("/p"), T0 + Duration::from_secs(89))
-        ));
+        assert!(is_stale(cache.get(&key("/p"), T0 + Duration::from_secs(60))));
+        assert!(is_stale(cache.get(&key("/p"), T0 + Duration::from_secs(89))));
         assert!(is_miss(cache.get(&key("/p"), T0 + Duration::from_secs(90))));
     }
 
     #[test]
     fn stale_if_error_sets_the_grace() {
         let cache = ResponseCache::new(10, 1024);
-        store(
-            &cache,
-            key("/p"),
-            "public, max-age=10, stale-if-error=5",
-            T0,
-        );
-        assert!(is_stale(
-            cache.get(&key("/p"), T0 + Duration::from_secs(14))
-        ));
+        store(&cache, key("/p"), "public, max-age=10, stale-if-error=5", T0);
+        assert!(is_stale(cache.get(&key("/p"), T0 + Duration::from_secs(14))));
         assert!(is_miss(cache.get(&key("/p"), T0 + Duration::from_secs(15))));
     }
 
@@ -646,12 +594,8 @@ mod tests {
     fn the_default_grace_is_five_minutes() {
         let cache = ResponseCache::new(10, 1024);
         store(&cache, key("/p"), "public, max-age=10", T0);
-        assert!(is_stale(
-            cache.get(&key("/p"), T0 + Duration::from_secs(309))
-        ));
-        assert!(is_miss(
-            cache.get(&key("/p"), T0 + Duration::from_secs(310))
-        ));
+        assert!(is_stale(cache.get(&key("/p"), T0 + Duration::from_secs(309))));
+        assert!(is_miss(cache.get(&key("/p"), T0 + Duration::from_secs(310))));
     }
 
     #[test]
@@ -674,28 +618,14 @@ mod tests {
     fn refuses_private_no_store_and_no_cache() {
         let cache = ResponseCache::new(10, 1024);
         assert!(!store(&cache, key("/p"), "public, private, max-age=60", T0));
-        assert!(!store(
-            &cache,
-            key("/p"),
-            "public, max-age=60, no-store",
-            T0
-        ));
-        assert!(!store(
-            &cache,
-            key("/p"),
-            "public, max-age=60, no-cache",
-            T0
-        ));
+        assert!(!store(&cache, key("/p"), "public, max-age=60, no-store", T0));
+        assert!(!store(&cache, key("/p"), "public, max-age=60, no-cache", T0));
     }
 
     #[test]
     fn refuses_statuses_other_than_200() {
         let cache = ResponseCache::new(10, 1024);
-        for status in [
-            StatusCode::CREATED,
-            StatusCode::NOT_FOUND,
-            StatusCode::BAD_GATEWAY,
-        ] {
+        for status in [StatusCode::CREATED, StatusCode::NOT_FOUND, StatusCode::BAD_GATEWAY] {
             assert!(!cache.store_if_cacheable(
                 key("/p"),
                 status,
@@ -739,14 +669,7 @@ mod tests {
     fn refuses_bodies_over_the_size_limit() {
         let cache = ResponseCache::new(10, 4);
         let body = Bytes::from_static(b"12345");
-        assert!(!cache.store_if_cacheable(
-            key("/p"),
-            StatusCode::OK,
-            &headers("public, max-age=60"),
-            body,
-            false,
-            T0,
-        ));
+        assert!(!cache.store_if_cacheable(key("/p"), StatusCode::OK, &headers("public, max-age=60"), body, false, T0,));
     }
 
     #[test]
@@ -782,30 +705,16 @@ mod tests {
 
     #[test]
     fn a_missing_query_is_the_same_key_as_an_empty_one() {
-        assert_eq!(
-            CacheKey::new(Method::GET, "/p", None, None),
-            CacheKey::new(Method::GET, "/p", Some(""), Some(""))
-        );
+        assert_eq!(CacheKey::new(Method::GET, "/p", None, None), CacheKey::new(Method::GET, "/p", Some(""), Some("")));
     }
 
     #[test]
     fn builds_the_key_from_request_parts() {
         let uri: http::Uri = "/api/v1/products?limit=5".parse().unwrap();
         let mut h = HeaderMap::new();
-        h.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(http::header::ACCEPT, HeaderValue::from_static("application/json"));
         let built = CacheKey::from_request_parts(&Method::GET, &uri, &h);
-        assert_eq!(
-            built,
-            CacheKey::new(
-                Method::GET,
-                "/api/v1/products",
-                Some("limit=5"),
-                Some("application/json")
-            )
-        );
+        assert_eq!(built, CacheKey::new(Method::GET, "/api/v1/products", Some("limit=5"), Some("application/json")));
     }
 
     #[test]
@@ -855,14 +764,8 @@ mod tests {
 
     #[test]
     fn parent_collection_drops_the_last_segment() {
-        assert_eq!(
-            parent_collection("/api/v1/products/42"),
-            Some("/api/v1/products")
-        );
-        assert_eq!(
-            parent_collection("/api/v1/products/42/"),
-            Some("/api/v1/products")
-        );
+        assert_eq!(parent_collection("/api/v1/products/42"), Some("/api/v1/products"));
+        assert_eq!(parent_collection("/api/v1/products/42/"), Some("/api/v1/products"));
         assert_eq!(parent_collection("/api/v1/products"), Some("/api/v1"));
         assert_eq!(parent_collection("/products"), None);
         assert_eq!(parent_collection("/"), None);
@@ -913,12 +816,7 @@ mod tests {
     fn churn_keeps_the_order_queue_bounded() {
         let cache = ResponseCache::new(4, 1024);
         for round in 0..1000 {
-            store(
-                &cache,
-                key(&format!("/p/{}", round % 3)),
-                "public, max-age=60",
-                T0,
-            );
+            store(&cache, key(&format!("/p/{}", round % 3)), "public, max-age=60", T0);
         }
         assert_eq!(cache.len(), 3);
         assert!(cache.read().order.len() <= 64);
@@ -935,8 +833,7 @@ mod tests {
 
     #[test]
     fn parses_directives_case_insensitively_with_spaces_and_quotes() {
-        let parsed =
-            CacheControl::parse(" PUBLIC ,Max-Age = \"120\" , stale-if-error=30,x-ext=\"a,b\"");
+        let parsed = CacheControl::parse(" PUBLIC ,Max-Age = \"120\" , stale-if-error=30,x-ext=\"a,b\"");
         assert!(parsed.public);
         assert_eq!(parsed.max_age, Some(120));
         assert_eq!(parsed.stale_if_error, Some(30));

@@ -68,11 +68,7 @@ pub(crate) fn duration_to_nanos(duration: Duration) -> u64 {
 /// back a fraction of a second too early.
 pub(crate) fn ceil_secs(duration: Duration) -> u64 {
     let secs = duration.as_secs();
-    if duration.subsec_nanos() > 0 {
-        secs.saturating_add(1)
-    } else {
-        secs
-    }
+    if duration.subsec_nanos() > 0 { secs.saturating_add(1) } else { secs }
 }
 
 /// The process's source of [`Nanos`] readings: nanoseconds since it was created.
@@ -84,9 +80,7 @@ pub struct MonotonicClock {
 impl MonotonicClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
-        MonotonicClock {
-            origin: Instant::now(),
-        }
+        MonotonicClock { origin: Instant::now() }
     }
 
     /// The current reading.
@@ -109,18 +103,12 @@ mod tests {
     fn adding_a_duration_moves_the_reading_later() {
         let t = Nanos::from_secs(1) + Duration::from_millis(250);
         assert_eq!(t.as_nanos(), 1_250_000_000);
-        assert_eq!(
-            t.saturating_duration_since(Nanos::from_secs(1)),
-            Duration::from_millis(250)
-        );
+        assert_eq!(t.saturating_duration_since(Nanos::from_secs(1)), Duration::from_millis(250));
     }
 
     #[test]
     fn duration_since_a_later_reading_is_zero() {
-        assert_eq!(
-            Nanos::ZERO.saturating_duration_since(Nanos::from_secs(3)),
-            Duration::ZERO
-        );
+        assert_eq!(Nanos::ZERO.saturating_duration_since(Nanos::from_secs(3)), Duration::ZERO);
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl ApiDocs {
 
     /// The routes `/api/v1/openapi.json` and `/docs`.
     pub fn router(self: Arc<Self>) -> Router {
-        let swagger = utoipa_swagger_ui::SwaggerUi::new("/docs")
-            .config(utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"]));
+        let swagger =
+            utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"]));
         Router::new().route("/api/v1/openapi.json", get(openapi)).with_state(self).merge(swagger)
     }
 
@@ -84,7 +84,8 @@ impl ApiDocs {
 async fn openapi(State(docs): State<Arc<ApiDocs>>) -> Response {
     let doc = docs.document().await;
     if doc["paths"].as_object().is_none_or(Map::is_empty) {
-        return Problem::unavailable("docs_unavailable", "No service answered with its API description yet.", 2).into_response();
+        return Problem::unavailable("docs_unavailable", "No service answered with its API description yet.", 2)
+            .into_response();
     }
     axum::Json(doc).into_response()
 }

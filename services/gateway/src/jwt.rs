@@ -113,18 +113,8 @@ pub struct Principal {
 impl Principal {
     /// A principal with these attributes. In the request path only
     /// [`JwtVerifier`] makes them; this exists for tests and internal callers.
-    pub fn new(
-        user_id: Uuid,
-        roles: Vec<String>,
-        expires_at: u64,
-        token_id: Option<String>,
-    ) -> Self {
-        Principal {
-            user_id,
-            roles,
-            expires_at,
-            token_id,
-        }
+    pub fn new(user_id: Uuid, roles: Vec<String>, expires_at: u64, token_id: Option<String>) -> Self {
+        Principal { user_id, roles, expires_at, token_id }
     }
 
     /// The user the token was issued to (`sub`).
@@ -200,11 +190,7 @@ pub struct HttpJwksSource {
 impl HttpJwksSource {
     /// A source fetching `url` with `client`, giving up after two seconds.
     pub fn new(client: reqwest::Client, url: impl Into<String>) -> Self {
-        HttpJwksSource {
-            client,
-            url: url.into(),
-            timeout: Duration::from_secs(2),
-        }
+        HttpJwksSource { client, url: url.into(), timeout: Duration::from_secs(2) }
     }
 
     /// The same source with a different per-fetch timeout.
@@ -221,10 +207,7 @@ impl HttpJwksSource {
 
 impl JwksSource for HttpJwksSource {
     async fn fetch(&self) -> Result<JwkSet, JwksError> {
-        let failed = |source| JwksError::Fetch {
-            url: self.url.clone(),
-            source,
-        };
+        let failed = |source| JwksError::Fetch { url: self.url.clone(), source };
         self.client
             .get(&self.url)
             .timeout(self.timeout)
@@ -250,9 +233,7 @@ impl JwksSource for StaticJwks {
 
 /// Seconds since the Unix epoch by the system clock, for callers of [`JwtVerifier`].
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The algorithms accepted, as the header spells them.
@@ -284,15 +265,11 @@ fn compile_key_set(set: &JwkSet) -> KeySet {
         let algorithm = match &jwk.algorithm {
             AlgorithmParameters::OctetKeyPair(params)
                 if params.curve == EllipticCurve::Ed25519
-                    && URL_SAFE_NO_PAD
-                        .decode(&params.x)
-                        .is_ok_and(|x| x.len() == 32) =>
+                    && URL_SAFE_NO_PAD.decode(&params.x).is_ok_and(|x| x.len() == 32) =>
             {
                 Algorithm::EdDSA
             }
-            AlgorithmParameters::EllipticCurve(params) if params.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
-            }
+            AlgorithmParameters::EllipticCurve(params) if params.curve == EllipticCurve::P256 => Algorithm::ES256,
             _ => continue,
         };
         let declared_ok = match jwk.common.key_algorithm {
@@ -314,14 +291,7 @@ fn compile_key_set(set: &JwkSet) -> KeySet {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        keys.insert(
-            kid,
-            VerificationKey {
-                algorithm,
-                key,
-                validation,
-            },
-        );
+        keys.insert(kid, VerificationKey { algorithm, key, validation });
     }
     keys
 }
@@ -393,14 +363,7 @@ impl<S> std::fmt::Debug for JwtVerifier<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtVerifier")
             .field("options", &self.options)
-            .field(
-                "keys",
-                &self
-                    .keys
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .len(),
-            )
+            .field("keys", &self.keys.read().unwrap_or_else(PoisonError::into_inner).len())
             .field("cached_tokens", &self.cache.len())
             .finish_non_exhaustive()
     }
@@ -432,8 +395,7 @@ impl<S: JwksSource> JwtVerifier<S> {
         let compiled = Arc::new(compile_key_set(set));
         let count = compiled.len();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&compiled);
-        self.cache
-            .retain(|_, entry| compiled.contains_key(&entry.kid));
+        self.cache.retain(|_, entry| compiled.contains_key(&entry.kid));
         count
     }
 
@@ -453,9 +415,7 @@ impl<S: JwksSource> JwtVerifier<S> {
     pub async fn refresh_if_due(&self, now_unix: u64) -> Result<bool, JwksError> {
         let mut state = self.fetch_state.lock().await;
         let interval = self.options.refresh_interval.as_secs();
-        let due = state
-            .last_fetch_unix
-            .is_none_or(|last| now_unix >= last.saturating_add(interval));
+        let due = state.last_fetch_unix.is_none_or(|last| now_unix >= last.saturating_add(interval));
         if !due {
             return Ok(false);
         }
@@ -488,11 +448,7 @@ impl<S: JwksSource> JwtVerifier<S> {
         {
             return Ok(Arc::clone(&entry.principal));
         }
-        if self
-            .cache
-            .remove_if(token, |_, entry| now_unix >= entry.valid_until)
-            .is_some()
-        {
+        if self.cache.remove_if(token, |_, entry| now_unix >= entry.valid_until).is_some() {
             return Err(AuthError::Expired);
         }
 
@@ -505,11 +461,7 @@ impl<S: JwksSource> JwtVerifier<S> {
     /// Like [`verify`](Self::verify), but when the `kid` is unknown refetches the
     /// key set (at most once per [`VerifierOptions::unknown_kid_refetch_interval`])
     /// and tries once more. A failed fetch leaves the answer at `UnknownKey`.
-    pub async fn verify_or_refresh(
-        &self,
-        token: &str,
-        now_unix: u64,
-    ) -> Result<Arc<Principal>, AuthError> {
+    pub async fn verify_or_refresh(&self, token: &str, now_unix: u64) -> Result<Arc<Principal>, AuthError> {
         match self.verify(token, now_unix) {
             Err(AuthError::UnknownKey) => {
                 self.refetch_for_unknown_kid(now_unix).await;
@@ -522,9 +474,7 @@ impl<S: JwksSource> JwtVerifier<S> {
     async fn refetch_for_unknown_kid(&self, now_unix: u64) {
         let mut state = self.fetch_state.lock().await;
         let interval = self.options.unknown_kid_refetch_interval.as_secs();
-        let recently = state
-            .last_fetch_unix
-            .is_some_and(|last| now_unix < last.saturating_add(interval));
+        let recently = state.last_fetch_unix.is_some_and(|last| now_unix < last.saturating_add(interval));
         if recently {
             return;
         }
@@ -533,11 +483,7 @@ impl<S: JwksSource> JwtVerifier<S> {
         let _ = self.fetch_and_install(&mut state, now_unix).await;
     }
 
-    async fn fetch_and_install(
-        &self,
-        state: &mut FetchState,
-        now_unix: u64,
-    ) -> Result<usize, JwksError> {
+    async fn fetch_and_install(&self, state: &mut FetchState, now_unix: u64) -> Result<usize, JwksError> {
         // Recorded before fetching so that a failing source is rate-limited too.
         state.last_fetch_unix = Some(now_unix);
         let set = self.source.fetch().await?;
@@ -548,11 +494,7 @@ impl<S: JwksSource> JwtVerifier<S> {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn verify_uncached(
-        &self,
-        token: &str,
-        now_unix: u64,
-    ) -> Result<(String, Principal), AuthError> {
+    fn verify_uncached(&self, token: &str, now_unix: u64) -> Result<(String, Principal), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -562,11 +504,8 @@ impl<S: JwksSource> JwtVerifier<S> {
         else {
             return Err(AuthError::Malformed);
         };
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| AuthError::Malformed)?;
-        let header: RawHeader =
-            serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| AuthError::Malformed)?;
+        let header: RawHeader = serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
         let algorithm = allowed_algorithm(&header.alg).ok_or(AuthError::UnsupportedAlgorithm)?;
         if header.crit.is_some() {
             return Err(AuthError::Malformed);
@@ -590,23 +529,11 @@ impl<S: JwksSource> JwtVerifier<S> {
         if claims.iss.as_deref() != Some(self.options.issuer.as_str()) {
             return Err(AuthError::WrongIssuer);
         }
-        if !claims
-            .aud
-            .as_ref()
-            .is_some_and(|aud| aud.contains(&self.options.audience))
-        {
+        if !claims.aud.as_ref().is_some_and(|aud| aud.contains(&self.options.audience)) {
             return Err(AuthError::WrongAudience);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Malformed)?;
-        Ok((
-            kid,
-            Principal {
-                user_id,
-                roles: claims.roles,
-                expires_at: claims.exp,
-                token_id: claims.jti,
-            },
-        ))
+        Ok((kid, Principal { user_id, roles: claims.roles, expires_at: claims.exp, token_id: claims.jti }))
     }
 
     fn remember(&self, token: &str, kid: String, principal: &Arc<Principal>, now_unix: u64) {
@@ -620,9 +547,7 @@ impl<S: JwksSource> JwtVerifier<S> {
             token.into(),
             CachedToken {
                 principal: Arc::clone(principal),
-                valid_until: principal
-                    .expires_at
-                    .saturating_add(self.options.leeway_secs),
+                valid_until: principal.expires_at.saturating_add(self.options.leeway_secs),
                 kid,
             },
         );
@@ -664,10 +589,8 @@ mod tests {
 
     /// PKCS#8 v1 wrapping of a raw Ed25519 seed (RFC 8410).
     fn ed25519_pkcs8(seed: [u8; 32]) -> Vec<u8> {
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
+        let mut der =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
         der.extend_from_slice(&seed);
         der
     }
@@ -676,9 +599,8 @@ mod tests {
     /// optional public key).
     fn p256_pkcs8(scalar: [u8; 32]) -> Vec<u8> {
         let mut der = vec![
-            0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-            0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27,
-            0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20,
+            0x30, 0x41, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+            0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x27, 0x30, 0x25, 0x02, 0x01, 0x01, 0x04, 0x20,
         ];
         der.extend_from_slice(&scalar);
         der
@@ -739,9 +661,7 @@ mod tests {
     }
 
     fn jwks(signers: &[&Signer]) -> JwkSet {
-        JwkSet {
-            keys: signers.iter().map(|signer| signer.jwk()).collect(),
-        }
+        JwkSet { keys: signers.iter().map(|signer| signer.jwk()).collect() }
     }
 
     fn verifier(signers: &[&Signer]) -> JwtVerifier<StaticJwks> {
@@ -781,26 +701,19 @@ mod tests {
     #[test]
     fn accepts_a_valid_eddsa_token() {
         let signer = Signer::ed25519("k1", 7);
-        let principal = verifier(&[&signer])
-            .verify(&signer.sign(&claims()), NOW)
-            .unwrap();
+        let principal = verifier(&[&signer]).verify(&signer.sign(&claims()), NOW).unwrap();
         assert_eq!(principal.user_id(), Uuid::parse_str(USER).unwrap());
         assert_eq!(principal.roles(), ["customer".to_owned()]);
         assert!(principal.has_role("customer"));
         assert!(!principal.has_role("admin"));
         assert_eq!(principal.expires_at(), NOW + 900);
-        assert_eq!(
-            principal.token_id(),
-            Some("0190f5c2-0000-7000-8000-000000000001")
-        );
+        assert_eq!(principal.token_id(), Some("0190f5c2-0000-7000-8000-000000000001"));
     }
 
     #[test]
     fn accepts_a_valid_es256_token() {
         let signer = Signer::es256("ec1", 0x11);
-        let principal = verifier(&[&signer])
-            .verify(&signer.sign(&claims()), NOW)
-            .unwrap();
+        let principal = verifier(&[&signer]).verify(&signer.sign(&claims()), NOW).unwrap();
         assert_eq!(principal.user_id(), Uuid::parse_str(USER).unwrap());
     }
 
@@ -815,11 +728,7 @@ mod tests {
     fn rejects_alg_none_before_looking_up_a_key() {
         let signer = Signer::ed25519("k1", 7);
         let v = verifier(&[&signer]);
-        let token = format!(
-            "{}.{}.",
-            b64(&json!({"alg": "none", "kid": "k1"})),
-            b64(&claims())
-        );
+        let token = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "k1"})), b64(&claims()));
         assert_eq!(v.verify(&token, NOW), Err(AuthError::UnsupportedAlgorithm));
         assert_eq!(v.signature_checks(), 0);
     }
@@ -834,12 +743,7 @@ mod tests {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("k1".into());
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims(),
-            &EncodingKey::from_secret(public_x.as_bytes()),
-        )
-        .unwrap();
+        let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(public_x.as_bytes())).unwrap();
         assert_eq!(v.verify(&token, NOW), Err(AuthError::UnsupportedAlgorithm));
         assert_eq!(v.signature_checks(), 0);
     }
@@ -849,10 +753,7 @@ mod tests {
         let ed = Signer::ed25519("shared", 7);
         let ec = Signer::es256("shared", 0x11);
         let v = verifier(&[&ed]);
-        assert_eq!(
-            v.verify(&ec.sign(&claims()), NOW),
-            Err(AuthError::UnsupportedAlgorithm)
-        );
+        assert_eq!(v.verify(&ec.sign(&claims()), NOW), Err(AuthError::UnsupportedAlgorithm));
     }
 
     #[test]
@@ -862,20 +763,14 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let forged_claims = b64(&claims_with("roles", json!(["admin"])));
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
-        assert_eq!(
-            verifier(&[&signer]).verify(&forged, NOW),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verifier(&[&signer]).verify(&forged, NOW), Err(AuthError::BadSignature));
     }
 
     #[test]
     fn rejects_a_token_signed_by_another_key_with_the_same_kid() {
         let real = Signer::ed25519("k1", 7);
         let impostor = Signer::ed25519("k1", 8);
-        assert_eq!(
-            verifier(&[&real]).verify(&impostor.sign(&claims()), NOW),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(verifier(&[&real]).verify(&impostor.sign(&claims()), NOW), Err(AuthError::BadSignature));
     }
 
     #[test]
@@ -890,10 +785,7 @@ mod tests {
     #[test]
     fn leeway_extends_expiry() {
         let signer = Signer::ed25519("k1", 7);
-        let options = VerifierOptions {
-            leeway_secs: 30,
-            ..VerifierOptions::default()
-        };
+        let options = VerifierOptions { leeway_secs: 30, ..VerifierOptions::default() };
         let v = JwtVerifier::new(StaticJwks::default(), options);
         v.install_keys(&jwks(&[&signer]));
         let token = signer.sign(&claims_with("exp", json!(NOW)));
@@ -909,10 +801,7 @@ mod tests {
         assert_eq!(v.verify(&token, NOW), Err(AuthError::WrongIssuer));
         let mut no_iss = claims();
         no_iss.as_object_mut().unwrap().remove("iss");
-        assert_eq!(
-            v.verify(&signer.sign(&no_iss), NOW),
-            Err(AuthError::WrongIssuer)
-        );
+        assert_eq!(v.verify(&signer.sign(&no_iss), NOW), Err(AuthError::WrongIssuer));
     }
 
     #[test]
@@ -923,20 +812,14 @@ mod tests {
         assert_eq!(v.verify(&token, NOW), Err(AuthError::WrongAudience));
         let mut no_aud = claims();
         no_aud.as_object_mut().unwrap().remove("aud");
-        assert_eq!(
-            v.verify(&signer.sign(&no_aud), NOW),
-            Err(AuthError::WrongAudience)
-        );
+        assert_eq!(v.verify(&signer.sign(&no_aud), NOW), Err(AuthError::WrongAudience));
     }
 
     #[test]
     fn rejects_an_unknown_kid() {
         let known = Signer::ed25519("k1", 7);
         let other = Signer::ed25519("k2", 8);
-        assert_eq!(
-            verifier(&[&known]).verify(&other.sign(&claims()), NOW),
-            Err(AuthError::UnknownKey)
-        );
+        assert_eq!(verifier(&[&known]).verify(&other.sign(&claims()), NOW), Err(AuthError::UnknownKey));
     }
 
     #[test]
@@ -967,10 +850,7 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let header = b64(&json!({"alg": "EdDSA", "kid": "k1", "crit": ["exp"]}));
         let crit = format!("{header}.{}.{}", parts[1], parts[2]);
-        assert_eq!(
-            verifier(&[&signer]).verify(&crit, NOW),
-            Err(AuthError::Malformed)
-        );
+        assert_eq!(verifier(&[&signer]).verify(&crit, NOW), Err(AuthError::Malformed));
     }
 
     #[test]
@@ -1010,10 +890,7 @@ mod tests {
     #[test]
     fn the_cache_stays_within_its_capacity() {
         let signer = Signer::ed25519("k1", 7);
-        let options = VerifierOptions {
-            cache_capacity: 2,
-            ..VerifierOptions::default()
-        };
+        let options = VerifierOptions { cache_capacity: 2, ..VerifierOptions::default() };
         let v = JwtVerifier::new(StaticJwks::default(), options);
         v.install_keys(&jwks(&[&signer]));
         for n in 0..5 {
@@ -1082,10 +959,7 @@ mod tests {
         *source.set.lock().unwrap() = jwks(&[&current, &rotated]);
         let token = rotated.sign(&claims());
         // Within the interval of the last fetch: no refetch.
-        assert_eq!(
-            v.verify_or_refresh(&token, NOW + 5).await,
-            Err(AuthError::UnknownKey)
-        );
+        assert_eq!(v.verify_or_refresh(&token, NOW + 5).await, Err(AuthError::UnknownKey));
         assert_eq!(source.fetches(), 1);
         // After it: one refetch, and the token verifies.
         assert!(v.verify_or_refresh(&token, NOW + 10).await.is_ok());
@@ -1100,9 +974,7 @@ mod tests {
         let v = JwtVerifier::new(Arc::clone(&source), VerifierOptions::default());
         for n in 0..100u64 {
             let stranger = Signer::ed25519(&format!("random-{n}"), 9);
-            let outcome = v
-                .verify_or_refresh(&stranger.sign(&claims()), NOW + n / 10)
-                .await;
+            let outcome = v.verify_or_refresh(&stranger.sign(&claims()), NOW + n / 10).await;
             assert_eq!(outcome, Err(AuthError::UnknownKey));
         }
         // Times NOW..NOW+9 with a 10 s interval: exactly one fetch.
@@ -1116,14 +988,8 @@ mod tests {
         source.failing.store(true, Ordering::SeqCst);
         let v = JwtVerifier::new(Arc::clone(&source), VerifierOptions::default());
         let token = signer.sign(&claims());
-        assert_eq!(
-            v.verify_or_refresh(&token, NOW).await,
-            Err(AuthError::UnknownKey)
-        );
-        assert_eq!(
-            v.verify_or_refresh(&token, NOW + 1).await,
-            Err(AuthError::UnknownKey)
-        );
+        assert_eq!(v.verify_or_refresh(&token, NOW).await, Err(AuthError::UnknownKey));
+        assert_eq!(v.verify_or_refresh(&token, NOW + 1).await, Err(AuthError::UnknownKey));
         assert_eq!(source.fetches(), 1);
         assert!(v.refresh(NOW + 2).await.is_err());
     }
@@ -1146,10 +1012,7 @@ mod tests {
         let v = JwtVerifier::new(Arc::clone(&source), VerifierOptions::default());
         v.refresh(NOW).await.unwrap();
         let bad = signer.sign(&claims_with("aud", json!("x")));
-        assert_eq!(
-            v.verify_or_refresh(&bad, NOW + 100).await,
-            Err(AuthError::WrongAudience)
-        );
+        assert_eq!(v.verify_or_refresh(&bad, NOW + 100).await, Err(AuthError::WrongAudience));
         assert_eq!(source.fetches(), 1);
     }
 
@@ -1171,10 +1034,7 @@ mod tests {
             );
             socket.write_all(response.as_bytes()).await.unwrap();
         };
-        let source = HttpJwksSource::new(
-            reqwest::Client::new(),
-            format!("http://{address}/.well-known/jwks.json"),
-        );
+        let source = HttpJwksSource::new(reqwest::Client::new(), format!("http://{address}/.well-known/jwks.json"));
         let v = JwtVerifier::new(source, VerifierOptions::default());
         let ((), fetched) = tokio::join!(serve, v.refresh(NOW));
         assert_eq!(fetched.unwrap(), 1);
@@ -1184,9 +1044,6 @@ mod tests {
     #[test]
     fn error_codes_are_stable() {
         assert_eq!(AuthError::Expired.code(), "token_expired");
-        assert_eq!(
-            AuthError::UnsupportedAlgorithm.code(),
-            "token_algorithm_unsupported"
-        );
+        assert_eq!(AuthError::UnsupportedAlgorithm.code(), "token_algorithm_unsupported");
     }
 }

@@ -20,12 +20,12 @@
 
 pub mod cache;
 pub mod clock;
-pub mod jwt;
-pub mod ratelimit;
-pub mod routing;
 pub mod config;
 pub mod docs;
+pub mod jwt;
 pub mod proxy;
+pub mod ratelimit;
+pub mod routing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +68,10 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         cache::ResponseCache::new(config.cache.max_entries, config.cache.max_body_bytes)
             .with_default_stale_grace(Duration::from_secs(config.cache.stale_grace_secs))
     });
-    let jwks_base = config
-        .upstreams
-        .get(&config.auth.jwks_service)
-        .and_then(|instances| instances.first())
-        .ok_or_else(|| rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into()))?;
+    let jwks_base =
+        config.upstreams.get(&config.auth.jwks_service).and_then(|instances| instances.first()).ok_or_else(|| {
+            rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into())
+        })?;
     let source = jwt::HttpJwksSource::new(reqwest::Client::new(), format!("{jwks_base}{}", config.auth.jwks_path));
     let verifier = jwt::JwtVerifier::new(
         source,

@@ -76,7 +76,10 @@ pub fn upstream_client() -> Client<HttpConnector, Body> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(256).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 /// Strips hop-by-hop headers, and any header the `Connection` header names.
@@ -96,8 +99,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes every `X-User-*` header: only the gateway may assert who the caller is.
 fn strip_client_identity(headers: &mut HeaderMap) {
-    let forged: Vec<HeaderName> =
-        headers.keys().filter(|name| name.as_str().starts_with("x-user-")).cloned().collect();
+    let forged: Vec<HeaderName> = headers.keys().filter(|name| name.as_str().starts_with("x-user-")).cloned().collect();
     for name in forged {
         headers.remove(name);
     }
@@ -130,7 +132,9 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .get(&REQUEST_ID)
         .filter(|v| v.len() <= 64 && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-'))
         .cloned()
-        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).unwrap_or(HeaderValue::from_static("-")))
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).unwrap_or(HeaderValue::from_static("-"))
+        })
 }
 
 /// The edge handler.
@@ -141,7 +145,10 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip());
     let (mut parts, body) = request.into_parts();
     let Some(route) = edge.routes.match_path(parts.uri.path()) else {
-        return reject("no_route", Problem::not_found(format!("No resource at {}", parts.uri.path())).with_instance(parts.uri.path()));
+        return reject(
+            "no_route",
+            Problem::not_found(format!("No resource at {}", parts.uri.path())).with_instance(parts.uri.path()),
+        );
     };
     let label = RouteLabel(Arc::from(route.prefix()));
     let request_id = request_id(&parts.headers);
@@ -241,20 +248,29 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     let service = route.service().to_owned();
     let method = parts.method.clone();
     // A request without a body can be sent again to another instance if the first could not be reached.
-    let retryable = body_is_empty(&parts.headers) && matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE);
+    let retryable = body_is_empty(&parts.headers)
+        && matches!(method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE);
     let mut body = Some(body);
     let mut attempt = 0;
     let upstream = loop {
         attempt += 1;
         let Some(instance) = edge.upstreams.pick(&service, edge.clock.now()) else {
             return with_label(
-                reject("no_instance", Problem::unavailable("no_upstream", format!("No instance of {service} is configured."), 5)),
+                reject(
+                    "no_instance",
+                    Problem::unavailable("no_upstream", format!("No instance of {service} is configured."), 5),
+                ),
                 label,
             );
         };
         let uri: Uri = match format!("{}{}", instance.base_url(), path_and_query).parse() {
             Ok(uri) => uri,
-            Err(_) => return with_label(Problem::bad_request("bad_path", "The request path cannot be forwarded.").into_response(), label),
+            Err(_) => {
+                return with_label(
+                    Problem::bad_request("bad_path", "The request path cannot be forwarded.").into_response(),
+                    label,
+                );
+            }
         };
         let mut builder = axum::http::Request::builder().method(method.clone()).uri(uri.clone());
         if let Some(h) = builder.headers_mut() {
@@ -265,7 +281,10 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         }
         let outgoing_body = body.take().unwrap_or_else(Body::empty);
         let Ok(outgoing) = builder.body(outgoing_body) else {
-            return with_label(Problem::bad_request("bad_request", "The request cannot be forwarded.").into_response(), label);
+            return with_label(
+                Problem::bad_request("bad_request", "The request cannot be forwarded.").into_response(),
+                label,
+            );
         };
         let started = Instant::now();
         let started_at = std::time::SystemTime::now();
@@ -309,7 +328,8 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     let (_instance, upstream) = match upstream {
         Ok(ok) => ok,
         Err(status) => {
-            metrics::counter!(UPSTREAM_REQUESTS, "service" => service.clone(), "status" => status.as_u16().to_string()).increment(1);
+            metrics::counter!(UPSTREAM_REQUESTS, "service" => service.clone(), "status" => status.as_u16().to_string())
+                .increment(1);
             if let Some(entry) = stale {
                 metrics::counter!(CACHE_LOOKUPS, "result" => "stale").increment(1);
                 let mut response = cached_response(&entry, "stale", edge.clock.now());
@@ -326,7 +346,8 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         }
     };
     let status = upstream.status();
-    metrics::counter!(UPSTREAM_REQUESTS, "service" => service.clone(), "status" => status.as_u16().to_string()).increment(1);
+    metrics::counter!(UPSTREAM_REQUESTS, "service" => service.clone(), "status" => status.as_u16().to_string())
+        .increment(1);
 
     // Serve stale instead of an upstream server error, when there is a stale copy.
     if status.is_server_error()
@@ -352,11 +373,23 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
             match incoming.collect().await {
                 Ok(collected) => {
                     let bytes: Bytes = collected.to_bytes();
-                    cache.store_if_cacheable(key, status, &head.headers, bytes.clone(), had_authorization, edge.clock.now());
+                    cache.store_if_cacheable(
+                        key,
+                        status,
+                        &head.headers,
+                        bytes.clone(),
+                        had_authorization,
+                        edge.clock.now(),
+                    );
                     head.headers.insert(X_CACHE, HeaderValue::from_static("miss"));
                     Response::from_parts(head, Body::from(bytes))
                 }
-                Err(_) => Problem::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", format!("The {service} service broke off its answer.")).into_response(),
+                Err(_) => Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    format!("The {service} service broke off its answer."),
+                )
+                .into_response(),
             }
         }
         (_, Some(_)) => {

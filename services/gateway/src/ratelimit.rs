@@ -68,26 +68,17 @@ impl Quota {
         if burst == 0 {
             return Err(QuotaError::ZeroBurst);
         }
-        Ok(Quota {
-            rate_per_sec,
-            burst,
-        })
+        Ok(Quota { rate_per_sec, burst })
     }
 
     /// The default for anonymous callers, keyed by IP: 100 a second, burst 200.
     pub const fn anonymous_default() -> Self {
-        Quota {
-            rate_per_sec: 100,
-            burst: 200,
-        }
+        Quota { rate_per_sec: 100, burst: 200 }
     }
 
     /// The default for signed-in callers, keyed by user: 50 a second, burst 100.
     pub const fn user_default() -> Self {
-        Quota {
-            rate_per_sec: 50,
-            burst: 100,
-        }
+        Quota { rate_per_sec: 50, burst: 100 }
     }
 
     /// Tokens added to the bucket per second.
@@ -103,9 +94,7 @@ impl Quota {
     /// The window advertised in `RateLimit-Policy`: the whole seconds an empty
     /// bucket takes to refill, at least one.
     pub fn window_secs(&self) -> u64 {
-        u64::from(self.burst)
-            .div_ceil(u64::from(self.rate_per_sec))
-            .max(1)
+        u64::from(self.burst).div_ceil(u64::from(self.rate_per_sec)).max(1)
     }
 
     /// Nanoseconds per token, rounded up so the limiter never admits more than the rate.
@@ -192,9 +181,7 @@ impl Decision {
 
     fn reset_after(&self) -> Duration {
         match self {
-            Decision::Allowed { reset_after, .. } | Decision::Limited { reset_after, .. } => {
-                *reset_after
-            }
+            Decision::Allowed { reset_after, .. } | Decision::Limited { reset_after, .. } => *reset_after,
         }
     }
 
@@ -202,16 +189,8 @@ impl Decision {
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         let quota = self.quota();
         let mut headers = Vec::with_capacity(3);
-        let state = format!(
-            "\"{POLICY_NAME}\";r={};t={}",
-            self.remaining(),
-            ceil_secs(self.reset_after())
-        );
-        let policy = format!(
-            "\"{POLICY_NAME}\";q={};w={}",
-            quota.burst(),
-            quota.window_secs()
-        );
+        let state = format!("\"{POLICY_NAME}\";r={};t={}", self.remaining(), ceil_secs(self.reset_after()));
+        let policy = format!("\"{POLICY_NAME}\";q={};w={}", quota.burst(), quota.window_secs());
         // Both strings are built from digits and ASCII punctuation only, so the
         // conversions cannot fail; skipping a header is the harmless fallback.
         if let Ok(value) = HeaderValue::try_from(state) {
@@ -284,17 +263,10 @@ impl RateLimiter {
             self.sweep(now);
             if self.buckets.len() >= self.max_entries {
                 let wait = Duration::from_nanos(self.emission_nanos);
-                return Decision::Limited {
-                    retry_after: wait,
-                    reset_after: wait,
-                    quota: self.quota,
-                };
+                return Decision::Limited { retry_after: wait, reset_after: wait, quota: self.quota };
             }
         }
-        let bucket = self
-            .buckets
-            .entry(*key)
-            .or_insert_with(|| AtomicU64::new(0));
+        let bucket = self.buckets.entry(*key).or_insert_with(|| AtomicU64::new(0));
         self.take(&bucket, now.as_nanos())
     }
 
@@ -304,8 +276,7 @@ impl RateLimiter {
     pub fn sweep(&self, now: Nanos) -> usize {
         let before = self.buckets.len();
         let now = now.as_nanos();
-        self.buckets
-            .retain(|_, tat| tat.load(Ordering::Acquire) > now);
+        self.buckets.retain(|_, tat| tat.load(Ordering::Acquire) > now);
         before.saturating_sub(self.buckets.len())
     }
 
@@ -322,8 +293,7 @@ impl RateLimiter {
                     quota: self.quota,
                 };
             }
-            match tat_cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match tat_cell.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     let tokens_left = (self.limit_nanos - ahead) / self.emission_nanos;
                     return Decision::Allowed {
@@ -350,10 +320,7 @@ pub struct ClientLimits {
 impl ClientLimits {
     /// Limits with the given quotas for anonymous and signed-in callers.
     pub fn new(anonymous: Quota, user: Quota) -> Self {
-        ClientLimits {
-            anonymous: RateLimiter::new(anonymous),
-            user: RateLimiter::new(user),
-        }
+        ClientLimits { anonymous: RateLimiter::new(anonymous), user: RateLimiter::new(user) }
     }
 
     /// Checks `key` against the limiter its kind belongs to.
@@ -393,10 +360,7 @@ mod tests {
     }
 
     fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &HeaderName) -> Option<&'a str> {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.to_str().ok())
+        headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.to_str().ok())
     }
 
     #[test]
@@ -478,10 +442,7 @@ mod tests {
         let allowed = limiter.check(&ip(1), now);
         let headers = allowed.headers();
         assert_eq!(header(&headers, &RATELIMIT), Some("\"default\";r=199;t=1"));
-        assert_eq!(
-            header(&headers, &RATELIMIT_POLICY),
-            Some("\"default\";q=200;w=2")
-        );
+        assert_eq!(header(&headers, &RATELIMIT_POLICY), Some("\"default\";q=200;w=2"));
         assert_eq!(header(&headers, &RETRY_AFTER), None);
 
         for _ in 0..199 {
@@ -617,10 +578,7 @@ mod tests {
     #[test]
     fn client_keys_display_their_kind() {
         assert_eq!(ip(4).to_string(), "ip:10.0.0.4");
-        assert_eq!(
-            ClientKey::User(Uuid::nil()).to_string(),
-            "user:00000000-0000-0000-0000-000000000000"
-        );
+        assert_eq!(ClientKey::User(Uuid::nil()).to_string(), "user:00000000-0000-0000-0000-000000000000");
     }
 
     mod properties {

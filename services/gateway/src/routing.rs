@@ -127,13 +127,7 @@ pub struct RouteSpec {
 impl RouteSpec {
     /// A route sending `prefix` to `service` under one policy for every method.
     pub fn new(prefix: impl Into<String>, service: impl Into<String>, policy: Policy) -> Self {
-        RouteSpec {
-            prefix: prefix.into(),
-            service: service.into(),
-            rewrite: None,
-            policy,
-            write_policy: None,
-        }
+        RouteSpec { prefix: prefix.into(), service: service.into(), rewrite: None, policy, write_policy: None }
     }
 
     /// The same route with a different policy for writes.
@@ -164,11 +158,7 @@ pub struct Route {
 impl Route {
     /// The prefix as matched (trailing slash removed, `/` for the root route).
     pub fn prefix(&self) -> &str {
-        if self.prefix.is_empty() {
-            "/"
-        } else {
-            &self.prefix
-        }
+        if self.prefix.is_empty() { "/" } else { &self.prefix }
     }
 
     /// The service this route forwards to.
@@ -179,17 +169,12 @@ impl Route {
     /// The policy for a request with `method`: reads get the read policy, every
     /// other method the write policy.
     pub fn policy_for_method(&self, method: &Method) -> Policy {
-        if is_read(method) {
-            self.read_policy
-        } else {
-            self.write_policy
-        }
+        if is_read(method) { self.read_policy } else { self.write_policy }
     }
 
     /// Whether `path` falls under this route.
     pub fn matches(&self, path: &str) -> bool {
-        path.starts_with(self.prefix.as_str())
-            && matches!(path.as_bytes().get(self.prefix.len()), None | Some(b'/'))
+        path.starts_with(self.prefix.as_str()) && matches!(path.as_bytes().get(self.prefix.len()), None | Some(b'/'))
     }
 
     /// The upstream path for `path`: the matched prefix replaced by the rewrite,
@@ -295,10 +280,7 @@ impl EjectionPolicy {
     /// The cool-down of the ejection following `previous` back-to-back ejections.
     fn cooldown(&self, previous: u32) -> Duration {
         let factor = 1u32.checked_shl(previous).unwrap_or(u32::MAX);
-        self.base_cooldown
-            .checked_mul(factor)
-            .unwrap_or(self.max_cooldown)
-            .min(self.max_cooldown)
+        self.base_cooldown.checked_mul(factor).unwrap_or(self.max_cooldown).min(self.max_cooldown)
     }
 }
 
@@ -369,10 +351,7 @@ pub struct Upstreams {
 /// Checks that `url` is an absolute http(s) URL with a host and no path, and
 /// returns it without trailing slash.
 fn base_url(service: &str, url: &str) -> Result<String, RouteError> {
-    let invalid = || RouteError::InvalidInstanceUrl {
-        service: service.to_owned(),
-        url: url.to_owned(),
-    };
+    let invalid = || RouteError::InvalidInstanceUrl { service: service.to_owned(), url: url.to_owned() };
     let trimmed = url.trim_end_matches('/');
     let uri: http::Uri = trimmed.parse().map_err(|_| invalid())?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
@@ -412,19 +391,13 @@ impl Upstreams {
                     return Err(RouteError::DuplicateService(taken.key().clone()));
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert(Pool {
-                        instances,
-                        next: AtomicUsize::new(0),
-                    });
+                    slot.insert(Pool { instances, next: AtomicUsize::new(0) });
                 }
             }
         }
         Ok(Upstreams {
             pools,
-            policy: EjectionPolicy {
-                consecutive_failures: policy.consecutive_failures.max(1),
-                ..policy
-            },
+            policy: EjectionPolicy { consecutive_failures: policy.consecutive_failures.max(1), ..policy },
         })
     }
 
@@ -443,10 +416,7 @@ impl Upstreams {
                 return Some(instance.clone());
             }
         }
-        pool.instances
-            .iter()
-            .min_by_key(|instance| instance.0.ejected_until.load(Ordering::Acquire))
-            .cloned()
+        pool.instances.iter().min_by_key(|instance| instance.0.ejected_until.load(Ordering::Acquire)).cloned()
     }
 
     /// Records the outcome of a request to `instance` at `now`. Count connection
@@ -471,24 +441,16 @@ impl Upstreams {
         }
         // Only the caller that resets the count ejects, so racing failures
         // produce one ejection, not several back-to-back doublings.
-        if state
-            .consecutive_failures
-            .compare_exchange(failures, 0, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if state.consecutive_failures.compare_exchange(failures, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             let previous = state.ejections.fetch_add(1, Ordering::AcqRel);
-            let until = now
-                .as_nanos()
-                .saturating_add(duration_to_nanos(self.policy.cooldown(previous)));
+            let until = now.as_nanos().saturating_add(duration_to_nanos(self.policy.cooldown(previous)));
             state.ejected_until.store(until.max(1), Ordering::Release);
         }
     }
 
     /// The instances of `service`, or an empty slice for an unknown service.
     pub fn instances(&self, service: &str) -> &[Instance] {
-        self.pools
-            .get(service)
-            .map_or(&[], |pool| pool.instances.as_slice())
+        self.pools.get(service).map_or(&[], |pool| pool.instances.as_slice())
     }
 
     /// The names of every service with instances.
@@ -509,8 +471,7 @@ mod tests {
     fn table() -> RouteTable {
         RouteTable::new(vec![
             RouteSpec::new("/", "web-bff", Policy::Public),
-            RouteSpec::new("/api/v1/products", "catalog", Policy::Public)
-                .with_write_policy(Policy::Admin),
+            RouteSpec::new("/api/v1/products", "catalog", Policy::Public).with_write_policy(Policy::Admin),
             RouteSpec::new("/api/v1/users", "identity", Policy::Public),
             RouteSpec::new("/api/v1/users/me", "identity", Policy::Customer),
             RouteSpec::new("/api/v1/orders/", "orders", Policy::Customer),
@@ -521,27 +482,16 @@ mod tests {
     }
 
     fn service(table: &RouteTable, path: &str) -> Option<String> {
-        table
-            .match_path(path)
-            .map(|route| route.service().to_owned())
+        table.match_path(path).map(|route| route.service().to_owned())
     }
 
     #[test]
     fn the_longest_matching_prefix_wins() {
         let t = table();
         assert_eq!(service(&t, "/api/v1/users/me").as_deref(), Some("identity"));
-        assert_eq!(
-            t.match_path("/api/v1/users/me").unwrap().prefix(),
-            "/api/v1/users/me"
-        );
-        assert_eq!(
-            t.match_path("/api/v1/users").unwrap().prefix(),
-            "/api/v1/users"
-        );
-        assert_eq!(
-            service(&t, "/api/v1/products/123").as_deref(),
-            Some("catalog")
-        );
+        assert_eq!(t.match_path("/api/v1/users/me").unwrap().prefix(), "/api/v1/users/me");
+        assert_eq!(t.match_path("/api/v1/users").unwrap().prefix(), "/api/v1/users");
+        assert_eq!(service(&t, "/api/v1/products/123").as_deref(), Some("catalog"));
         assert_eq!(service(&t, "/index.html").as_deref(), Some("web-bff"));
     }
 
@@ -552,20 +502,14 @@ mod tests {
         assert_eq!(service(&t, "/api/v1/products/").as_deref(), Some("catalog"));
         assert_eq!(service(&t, "/api/v1/productsX").as_deref(), Some("web-bff"));
         assert_eq!(service(&t, "/api/v1/users/meet").unwrap(), "identity");
-        assert_eq!(
-            t.match_path("/api/v1/users/meet").unwrap().prefix(),
-            "/api/v1/users"
-        );
+        assert_eq!(t.match_path("/api/v1/users/meet").unwrap().prefix(), "/api/v1/users");
     }
 
     #[test]
     fn a_trailing_slash_on_a_prefix_is_ignored() {
         let t = table();
         assert_eq!(service(&t, "/api/v1/orders").as_deref(), Some("orders"));
-        assert_eq!(
-            service(&t, "/api/v1/orders/9/cancel").as_deref(),
-            Some("orders")
-        );
+        assert_eq!(service(&t, "/api/v1/orders/9/cancel").as_deref(), Some("orders"));
     }
 
     #[test]
@@ -591,10 +535,7 @@ mod tests {
     fn without_a_rewrite_the_path_is_borrowed_unchanged() {
         let t = table();
         let route = t.match_path("/api/v1/products/1").unwrap();
-        assert!(matches!(
-            route.rewrite("/api/v1/products/1"),
-            Cow::Borrowed("/api/v1/products/1")
-        ));
+        assert!(matches!(route.rewrite("/api/v1/products/1"), Cow::Borrowed("/api/v1/products/1")));
     }
 
     #[test]
@@ -630,10 +571,7 @@ mod tests {
             RouteError::EmptyService("/a".into())
         );
         assert_eq!(
-            RouteTable::new(vec![
-                RouteSpec::new("/a", "x", Policy::Public).with_rewrite("b")
-            ])
-            .unwrap_err(),
+            RouteTable::new(vec![RouteSpec::new("/a", "x", Policy::Public).with_rewrite("b")]).unwrap_err(),
             RouteError::RewriteNotAbsolute("b".into())
         );
     }
@@ -646,8 +584,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             spec,
-            RouteSpec::new("/api/v1/products", "catalog", Policy::Public)
-                .with_write_policy(Policy::Admin)
+            RouteSpec::new("/api/v1/products", "catalog", Policy::Public).with_write_policy(Policy::Admin)
         );
     }
 
@@ -658,36 +595,22 @@ mod tests {
 
     #[test]
     fn customer_routes_need_any_valid_token() {
-        assert_eq!(
-            Policy::Customer.authorize::<&str>(None),
-            Err(Denial::Unauthenticated)
-        );
+        assert_eq!(Policy::Customer.authorize::<&str>(None), Err(Denial::Unauthenticated));
         assert_eq!(Policy::Customer.authorize::<&str>(Some(&[])), Ok(()));
         assert_eq!(Policy::Customer.authorize(Some(&["admin"])), Ok(()));
     }
 
     #[test]
     fn admin_routes_need_the_admin_role() {
-        assert_eq!(
-            Policy::Admin.authorize::<&str>(None),
-            Err(Denial::Unauthenticated)
-        );
-        assert_eq!(
-            Policy::Admin.authorize(Some(&["customer"])),
-            Err(Denial::Forbidden)
-        );
-        assert_eq!(
-            Policy::Admin.authorize(Some(&["customer".to_owned(), "admin".to_owned()])),
-            Ok(())
-        );
+        assert_eq!(Policy::Admin.authorize::<&str>(None), Err(Denial::Unauthenticated));
+        assert_eq!(Policy::Admin.authorize(Some(&["customer"])), Err(Denial::Forbidden));
+        assert_eq!(Policy::Admin.authorize(Some(&["customer".to_owned(), "admin".to_owned()])), Ok(()));
     }
 
     const T0: Nanos = Nanos::from_secs(100);
 
     fn pool(n: u16) -> Upstreams {
-        let urls: Vec<String> = (0..n)
-            .map(|i| format!("http://127.0.0.1:{}/", 7000 + i))
-            .collect();
+        let urls: Vec<String> = (0..n).map(|i| format!("http://127.0.0.1:{}/", 7000 + i)).collect();
         Upstreams::new([("catalog", urls)], EjectionPolicy::default()).unwrap()
     }
 
@@ -748,9 +671,7 @@ mod tests {
         assert!(bad.is_ejected(T0 + Duration::from_millis(9_999)));
         let later = T0 + Duration::from_secs(10);
         assert!(!bad.is_ejected(later));
-        let picked: Vec<Instance> = (0..4)
-            .map(|_| upstreams.pick("catalog", later).unwrap())
-            .collect();
+        let picked: Vec<Instance> = (0..4).map(|_| upstreams.pick("catalog", later).unwrap()).collect();
         assert!(picked.iter().any(|instance| instance.same_as(&bad)));
     }
 
@@ -761,10 +682,7 @@ mod tests {
         let mut now = T0;
         for expected in [10, 20, 40, 60, 60] {
             fail(&upstreams, &bad, 3, now);
-            assert_eq!(
-                bad.ejected_until(),
-                Some(now + Duration::from_secs(expected))
-            );
+            assert_eq!(bad.ejected_until(), Some(now + Duration::from_secs(expected)));
             now = now + Duration::from_secs(expected);
         }
     }
@@ -800,9 +718,7 @@ mod tests {
         fail(&upstreams, &instances[1], 3, T0);
         fail(&upstreams, &instances[2], 3, T0 + Duration::from_secs(1));
         for _ in 0..5 {
-            let picked = upstreams
-                .pick("catalog", T0 + Duration::from_secs(3))
-                .unwrap();
+            let picked = upstreams.pick("catalog", T0 + Duration::from_secs(3)).unwrap();
             assert!(picked.same_as(&instances[1]));
         }
     }
@@ -823,11 +739,7 @@ mod tests {
             RouteError::NoInstances("a".into())
         );
         assert_eq!(
-            Upstreams::new(
-                [("a", vec!["http://h:1"]), ("a", vec!["http://h:2"])],
-                policy
-            )
-            .unwrap_err(),
+            Upstreams::new([("a", vec!["http://h:1"]), ("a", vec!["http://h:2"])], policy).unwrap_err(),
             RouteError::DuplicateService("a".into())
         );
     }
@@ -842,13 +754,7 @@ mod tests {
                     let mut counts = [0u32; 4];
                     for _ in 0..1000 {
                         let picked = upstreams.pick("catalog", T0).unwrap();
-                        let port: usize = picked
-                            .base_url()
-                            .rsplit(':')
-                            .next()
-                            .unwrap()
-                            .parse()
-                            .unwrap();
+                        let port: usize = picked.base_url().rsplit(':').next().unwrap().parse().unwrap();
                         counts[port - 7000] += 1;
                     }
                     counts

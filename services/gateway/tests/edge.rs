@@ -5,10 +5,7 @@
 //! tests; only the process-wide metrics recorder is shared.
 
 // The helpers below are test code: a failed `expect` is a failed assertion with its message.
-#![allow(
-    clippy::expect_used,
-    reason = "test helpers fail the test with a message"
-)]
+#![allow(clippy::expect_used, reason = "test helpers fail the test with a message")]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,9 +33,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410); the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// How long any wait for the gateway to reach a state may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -58,10 +54,7 @@ impl SigningKey {
         let seed: [u8; 32] = rand::random();
         let mut der = ED25519_PKCS8_PREFIX.to_vec();
         der.extend_from_slice(&seed);
-        SigningKey {
-            kid: kid.to_owned(),
-            key: EncodingKey::from_ed_der(&der),
-        }
+        SigningKey { kid: kid.to_owned(), key: EncodingKey::from_ed_der(&der) }
     }
 
     fn public_jwk(&self) -> Jwk {
@@ -78,10 +71,7 @@ impl SigningKey {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
 }
 
 /// The claims the identity service issues for `user` with `roles`.
@@ -198,37 +188,22 @@ impl Fake {
     async fn start(upstream: Upstream) -> Fake {
         let state = Arc::new(upstream);
         let router = Router::new()
-            .route(
-                "/health/ready",
-                get(|| async { axum::Json(json!({"status": "ready"})) }),
-            )
+            .route("/health/ready", get(|| async { axum::Json(json!({"status": "ready"})) }))
             .route(
                 "/.well-known/jwks.json",
                 get(|State(s): State<Arc<Upstream>>| async move { axum::Json(s.jwks.clone()) }),
             )
-            .route(
-                "/openapi.json",
-                get(|State(s): State<Arc<Upstream>>| async move { axum::Json(s.openapi.clone()) }),
-            )
+            .route("/openapi.json", get(|State(s): State<Arc<Upstream>>| async move { axum::Json(s.openapi.clone()) }))
             .route("/api/v1/products", get(products).post(echo))
             .fallback(echo)
             .with_state(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake upstream");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, shutdown) = Shutdown::new();
         let task = chassis::task::spawn("fake-upstream", async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.wait())
-                .await
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await
         });
-        Fake {
-            url,
-            state,
-            stop,
-            task,
-        }
+        Fake { url, state, stop, task }
     }
 
     /// Stops accepting, closes every connection and frees the port.
@@ -303,10 +278,7 @@ impl Edge {
     async fn start_with(catalogs: usize, tune: impl FnOnce(&mut Config)) -> Edge {
         let key = SigningKey::generate("test-key-1");
         let mut identity = Upstream::new("identity-1");
-        identity.jwks = serde_json::to_value(JwkSet {
-            keys: vec![key.public_jwk()],
-        })
-        .expect("jwks json");
+        identity.jwks = serde_json::to_value(JwkSet { keys: vec![key.public_jwk()] }).expect("jwks json");
         identity.openapi = identity_openapi();
         let identity = Fake::start(identity).await;
         let mut fakes = Vec::new();
@@ -317,34 +289,17 @@ impl Edge {
         }
 
         let mut config = Config::default();
-        config
-            .upstreams
-            .insert("identity".into(), vec![identity.url.clone()]);
-        config.upstreams.insert(
-            "catalog".into(),
-            fakes.iter().map(|f| f.url.clone()).collect(),
-        );
+        config.upstreams.insert("identity".into(), vec![identity.url.clone()]);
+        config.upstreams.insert("catalog".into(), fakes.iter().map(|f| f.url.clone()).collect());
         tune(&mut config);
 
         let service = gateway::build(&config).expect("gateway builds");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind gateway");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, shutdown) = Shutdown::new();
         chassis::task::spawn("gateway-under-test", service.run(listener, shutdown));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("http client");
-        Edge {
-            base,
-            http,
-            key,
-            identity,
-            catalogs: fakes,
-            _stop: stop,
-        }
+        let http = reqwest::Client::builder().no_proxy().build().expect("http client");
+        Edge { base, http, key, identity, catalogs: fakes, _stop: stop }
     }
 
     fn catalog(&self) -> &Upstream {
@@ -382,11 +337,7 @@ async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
 
 /// The request the upstream echoed back through the gateway.
 async fn echoed(response: reqwest::Response) -> Value {
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "the request should reach the upstream"
-    );
+    assert_eq!(response.status(), StatusCode::OK, "the request should reach the upstream");
     response.json().await.expect("echo body")
 }
 
@@ -397,16 +348,10 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 /// Asserts an RFC 9457 problem with `status` and returns its body.
 async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
     let body: Value = response.json().await.expect("problem body");
     assert_eq!(body["status"], status.as_u16());
-    assert!(
-        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
     body
 }
 
@@ -426,10 +371,7 @@ fn with_forged_and_hop_headers(request: reqwest::RequestBuilder) -> reqwest::Req
         .header("x-secret", "do-not-forward")
         .header("Keep-Alive", "timeout=5")
         .header("TE", "trailers")
-        .header(
-            "traceparent",
-            format!("00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"),
-        )
+        .header("traceparent", format!("00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"))
         .header("x-custom", "kept")
 }
 
@@ -438,51 +380,24 @@ async fn client_sent_identity_and_hop_by_hop_headers_never_reach_the_upstream() 
     let edge = Edge::start(|_| {}).await;
 
     // The client really sends these headers: straight to the upstream they arrive.
-    let direct = echoed(
-        send(with_forged_and_hop_headers(
-            edge.http.get(format!("{}/echo", edge.catalogs[0].url)),
-        ))
-        .await,
-    )
-    .await;
+    let direct =
+        echoed(send(with_forged_and_hop_headers(edge.http.get(format!("{}/echo", edge.catalogs[0].url)))).await).await;
     for name in ["x-user-id", "x-user-roles", "x-secret", "keep-alive", "te"] {
-        assert!(
-            direct["headers"][name].is_string(),
-            "the client did not send {name}: {direct}"
-        );
+        assert!(direct["headers"][name].is_string(), "the client did not send {name}: {direct}");
     }
 
-    let response = send(with_forged_and_hop_headers(
-        edge.get("/api/v1/products/echo?x=1&y=2"),
-    ))
-    .await;
+    let response = send(with_forged_and_hop_headers(edge.get("/api/v1/products/echo?x=1&y=2"))).await;
     let echo = echoed(response).await;
     let headers = &echo["headers"];
-    for name in [
-        "x-user-id",
-        "x-user-roles",
-        "x-user-email",
-        "x-secret",
-        "keep-alive",
-        "te",
-    ] {
+    for name in ["x-user-id", "x-user-roles", "x-user-email", "x-secret", "keep-alive", "te"] {
         assert!(headers[name].is_null(), "{name} was forwarded: {headers}");
     }
     if let Some(connection) = headers["connection"].as_str() {
-        assert!(
-            !connection.contains("x-secret"),
-            "Connection was forwarded: {connection}"
-        );
+        assert!(!connection.contains("x-secret"), "Connection was forwarded: {connection}");
     }
-    assert_eq!(
-        headers["x-custom"], "kept",
-        "end-to-end headers pass through"
-    );
+    assert_eq!(headers["x-custom"], "kept", "end-to-end headers pass through");
     assert_eq!(echo["method"], "GET");
-    assert_eq!(
-        echo["path"], "/api/v1/products/echo",
-        "the path arrives unchanged"
-    );
+    assert_eq!(echo["path"], "/api/v1/products/echo", "the path arrives unchanged");
     assert_eq!(echo["query"], "x=1&y=2");
 }
 
@@ -491,9 +406,7 @@ async fn a_verified_token_sets_the_user_headers_from_its_claims() {
     let edge = Edge::start(|_| {}).await;
     let user = Uuid::now_v7();
     let token = edge.token(user, &["customer", "admin"]);
-    let response =
-        send(with_forged_and_hop_headers(edge.get("/api/v1/products/echo")).bearer_auth(&token))
-            .await;
+    let response = send(with_forged_and_hop_headers(edge.get("/api/v1/products/echo")).bearer_auth(&token)).await;
     let echo = echoed(response).await;
     assert_eq!(echo["headers"]["x-user-id"], user.to_string());
     assert_eq!(echo["headers"]["x-user-roles"], "customer,admin");
@@ -503,15 +416,12 @@ async fn a_verified_token_sets_the_user_headers_from_its_claims() {
 #[tokio::test]
 async fn traceparent_upstream_continues_the_clients_trace_with_a_new_span() {
     let edge = Edge::start(|_| {}).await;
-    let response = send(edge.get("/api/v1/products/echo").header(
-        "traceparent",
-        format!("00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"),
-    ))
+    let response = send(
+        edge.get("/api/v1/products/echo").header("traceparent", format!("00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01")),
+    )
     .await;
     let echo = echoed(response).await;
-    let sent = echo["headers"]["traceparent"]
-        .as_str()
-        .expect("traceparent forwarded");
+    let sent = echo["headers"]["traceparent"].as_str().expect("traceparent forwarded");
     let ctx = TraceContext::parse(sent).expect("a valid traceparent");
     assert_eq!(ctx.trace_id_hex(), CLIENT_TRACE_ID);
     assert_ne!(ctx.span_id_hex(), CLIENT_SPAN_ID);
@@ -522,24 +432,15 @@ async fn a_request_id_is_sent_upstream_and_echoed_to_the_client() {
     let edge = Edge::start(|_| {}).await;
 
     let response = send(edge.get("/api/v1/products/echo")).await;
-    let returned = header(&response, "x-request-id")
-        .expect("x-request-id on the response")
-        .to_owned();
+    let returned = header(&response, "x-request-id").expect("x-request-id on the response").to_owned();
     let echo = echoed(response).await;
     assert!(!returned.is_empty());
     assert_eq!(echo["headers"]["x-request-id"], returned);
 
-    let response = send(
-        edge.get("/api/v1/products/echo")
-            .header("X-Request-Id", "req-42-abc"),
-    )
-    .await;
+    let response = send(edge.get("/api/v1/products/echo").header("X-Request-Id", "req-42-abc")).await;
     assert_eq!(header(&response, "x-request-id"), Some("req-42-abc"));
     let echo = echoed(response).await;
-    assert_eq!(
-        echo["headers"]["x-request-id"], "req-42-abc",
-        "a sane client id is kept"
-    );
+    assert_eq!(echo["headers"]["x-request-id"], "req-42-abc", "a sane client id is kept");
 }
 
 #[tokio::test]
@@ -548,24 +449,14 @@ async fn x_forwarded_for_names_the_client_address() {
     let echo = echoed(send(edge.get("/api/v1/products/echo")).await).await;
     assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
 
-    let echo = echoed(
-        send(
-            edge.get("/api/v1/products/echo")
-                .header("X-Forwarded-For", "203.0.113.7"),
-        )
-        .await,
-    )
-    .await;
+    let echo = echoed(send(edge.get("/api/v1/products/echo").header("X-Forwarded-For", "203.0.113.7")).await).await;
     assert_eq!(echo["headers"]["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
 }
 
 #[tokio::test]
 async fn a_route_with_a_rewrite_replaces_its_prefix_upstream() {
     let edge = Edge::start(|config| {
-        config.routes.push(
-            RouteSpec::new("/shop/catalog", "catalog", Policy::Public)
-                .with_rewrite("/api/v1/products"),
-        );
+        config.routes.push(RouteSpec::new("/shop/catalog", "catalog", Policy::Public).with_rewrite("/api/v1/products"));
     })
     .await;
     let echo = echoed(send(edge.get("/shop/catalog/echo/7?page=2")).await).await;
@@ -580,11 +471,7 @@ async fn a_route_with_a_rewrite_replaces_its_prefix_upstream() {
 #[tokio::test]
 async fn a_valid_token_is_accepted() {
     let edge = Edge::start(|_| {}).await;
-    let response = send(
-        edge.get("/api/v1/users/me")
-            .bearer_auth(edge.customer_token()),
-    )
-    .await;
+    let response = send(edge.get("/api/v1/users/me").bearer_auth(edge.customer_token())).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -598,12 +485,7 @@ async fn invalid_tokens_are_refused_with_a_token_problem() {
     let hs256 = {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(edge.key.kid.clone());
-        jsonwebtoken::encode(
-            &header,
-            &valid,
-            &EncodingKey::from_secret(b"a shared secret"),
-        )
-        .expect("hs256")
+        jsonwebtoken::encode(&header, &valid, &EncodingKey::from_secret(b"a shared secret")).expect("hs256")
     };
     let tampered = {
         let signed = edge.key.sign(&valid);
@@ -624,69 +506,29 @@ async fn invalid_tokens_are_refused_with_a_token_problem() {
     let unknown_kid = SigningKey::generate("retired-key").sign(&valid);
 
     let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "alg none",
-            format!("Bearer {alg_none}"),
-            "token_algorithm_unsupported",
-        ),
-        (
-            "HS256",
-            format!("Bearer {hs256}"),
-            "token_algorithm_unsupported",
-        ),
-        (
-            "tampered payload",
-            format!("Bearer {tampered}"),
-            "token_signature_invalid",
-        ),
+        ("alg none", format!("Bearer {alg_none}"), "token_algorithm_unsupported"),
+        ("HS256", format!("Bearer {hs256}"), "token_algorithm_unsupported"),
+        ("tampered payload", format!("Bearer {tampered}"), "token_signature_invalid"),
         ("expired", format!("Bearer {expired}"), "token_expired"),
-        (
-            "wrong iss",
-            format!("Bearer {wrong_issuer}"),
-            "token_issuer_invalid",
-        ),
-        (
-            "wrong aud",
-            format!("Bearer {wrong_audience}"),
-            "token_audience_invalid",
-        ),
-        (
-            "unknown kid",
-            format!("Bearer {unknown_kid}"),
-            "token_key_unknown",
-        ),
+        ("wrong iss", format!("Bearer {wrong_issuer}"), "token_issuer_invalid"),
+        ("wrong aud", format!("Bearer {wrong_audience}"), "token_audience_invalid"),
+        ("unknown kid", format!("Bearer {unknown_kid}"), "token_key_unknown"),
         ("garbage", "Bearer abc".to_owned(), "token_malformed"),
-        (
-            "not bearer",
-            "Basic dXNlcjpwYXNzd29yZA==".to_owned(),
-            "token_malformed",
-        ),
+        ("not bearer", "Basic dXNlcjpwYXNzd29yZA==".to_owned(), "token_malformed"),
     ];
     for (case, authorization, code) in cases {
         // A public route: a token that is present must still be valid.
-        let response = send(
-            edge.get("/api/v1/products/echo")
-                .header("Authorization", authorization),
-        )
-        .await;
+        let response = send(edge.get("/api/v1/products/echo").header("Authorization", authorization)).await;
         let body = problem(response, StatusCode::UNAUTHORIZED).await;
         assert_eq!(body["code"], code, "{case}: {body}");
     }
-    assert_eq!(
-        edge.catalog().echoes(),
-        0,
-        "no refused request reached the upstream"
-    );
+    assert_eq!(edge.catalog().echoes(), 0, "no refused request reached the upstream");
 }
 
 #[tokio::test]
 async fn a_customer_route_without_a_token_is_unauthorized() {
     let edge = Edge::start(|_| {}).await;
-    let body = problem(
-        send(edge.get("/api/v1/users/me")).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let body = problem(send(edge.get("/api/v1/users/me")).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(body["code"], "unauthorized");
     assert_eq!(edge.identity.state.echoes(), 0);
 }
@@ -694,22 +536,13 @@ async fn a_customer_route_without_a_token_is_unauthorized() {
 #[tokio::test]
 async fn an_admin_write_needs_the_admin_role() {
     let edge = Edge::start(|_| {}).await;
-    let customer = send(
-        edge.post("/api/v1/products")
-            .bearer_auth(edge.customer_token())
-            .json(&json!({"sku": "X"})),
-    )
-    .await;
+    let customer =
+        send(edge.post("/api/v1/products").bearer_auth(edge.customer_token()).json(&json!({"sku": "X"}))).await;
     let body = problem(customer, StatusCode::FORBIDDEN).await;
     assert_eq!(body["code"], "forbidden");
     assert_eq!(edge.catalog().echoes(), 0);
 
-    let admin = send(
-        edge.post("/api/v1/products")
-            .bearer_auth(edge.admin_token())
-            .json(&json!({"sku": "X"})),
-    )
-    .await;
+    let admin = send(edge.post("/api/v1/products").bearer_auth(edge.admin_token()).json(&json!({"sku": "X"}))).await;
     let echo = echoed(admin).await;
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["headers"]["x-user-roles"], "customer,admin");
@@ -722,23 +555,14 @@ async fn an_admin_write_needs_the_admin_role() {
 
 fn assert_rate_limit_headers(response: &reqwest::Response, remaining: &str) {
     let state = header(response, "ratelimit").expect("RateLimit header");
-    assert!(
-        state.starts_with(&format!("\"default\";r={remaining};t=")),
-        "RateLimit: {state}"
-    );
-    assert_eq!(
-        header(response, "ratelimit-policy"),
-        Some("\"default\";q=3;w=3")
-    );
+    assert!(state.starts_with(&format!("\"default\";r={remaining};t=")), "RateLimit: {state}");
+    assert_eq!(header(response, "ratelimit-policy"), Some("\"default\";q=3;w=3"));
 }
 
 #[tokio::test]
 async fn anonymous_callers_beyond_their_burst_get_429_with_retry_after() {
     let edge = Edge::start(|config| {
-        config.rate_limit.anonymous = QuotaSettings {
-            rate_per_sec: 1,
-            burst: 3,
-        };
+        config.rate_limit.anonymous = QuotaSettings { rate_per_sec: 1, burst: 3 };
     })
     .await;
     for remaining in ["2", "1", "0"] {
@@ -748,10 +572,7 @@ async fn anonymous_callers_beyond_their_burst_get_429_with_retry_after() {
     }
     let limited = send(edge.get("/api/v1/products/echo")).await;
     assert_rate_limit_headers(&limited, "0");
-    let retry_after: u64 = header(&limited, "retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry_after: u64 = header(&limited, "retry-after").expect("Retry-After").parse().expect("seconds");
     assert!(retry_after >= 1);
     let body = problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(body["code"], "rate_limited");
@@ -761,36 +582,19 @@ async fn anonymous_callers_beyond_their_burst_get_429_with_retry_after() {
 #[tokio::test]
 async fn a_signed_in_user_is_limited_on_its_own_bucket() {
     let edge = Edge::start(|config| {
-        config.rate_limit.anonymous = QuotaSettings {
-            rate_per_sec: 1,
-            burst: 3,
-        };
-        config.rate_limit.user = QuotaSettings {
-            rate_per_sec: 1,
-            burst: 3,
-        };
+        config.rate_limit.anonymous = QuotaSettings { rate_per_sec: 1, burst: 3 };
+        config.rate_limit.user = QuotaSettings { rate_per_sec: 1, burst: 3 };
     })
     .await;
     let alice = edge.customer_token();
     let bob = edge.customer_token();
     // Load the signing keys first, so that the timed bursts below measure only the limiter.
-    assert_eq!(
-        send(edge.get("/api/v1/users/me").bearer_auth(&bob))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(send(edge.get("/api/v1/users/me").bearer_auth(&bob)).await.status(), StatusCode::OK);
 
     for _ in 0..3 {
-        assert_eq!(
-            send(edge.get("/api/v1/products/echo")).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(send(edge.get("/api/v1/products/echo")).await.status(), StatusCode::OK);
     }
-    assert_eq!(
-        send(edge.get("/api/v1/products/echo")).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(send(edge.get("/api/v1/products/echo")).await.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // Same address, but signed in: the user's bucket applies, not the exhausted IP one.
     for remaining in ["2", "1", "0"] {
@@ -803,12 +607,7 @@ async fn a_signed_in_user_is_limited_on_its_own_bucket() {
     problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
 
     // Another user from the same address still has a bucket of its own.
-    assert_eq!(
-        send(edge.get("/api/v1/products/echo").bearer_auth(&bob))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(send(edge.get("/api/v1/products/echo").bearer_auth(&bob)).await.status(), StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------
@@ -830,25 +629,15 @@ async fn a_public_read_is_served_from_the_cache_the_second_time() {
     assert!(header(&second, "age").is_some());
     assert!(header(&second, "x-request-id").is_some());
     assert_eq!(second.text().await.expect("body"), first_body);
-    assert_eq!(
-        edge.catalog().product_reads(),
-        1,
-        "a hit does not call the upstream"
-    );
+    assert_eq!(edge.catalog().product_reads(), 1, "a hit does not call the upstream");
 }
 
 #[tokio::test]
 async fn a_request_with_authorization_is_never_served_from_or_stored_in_the_cache() {
     let edge = Edge::start(|_| {}).await;
     let token = edge.customer_token();
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products")).await, "x-cache"),
-        Some("miss")
-    );
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products")).await, "x-cache"),
-        Some("hit")
-    );
+    assert_eq!(header(&send(edge.get("/api/v1/products")).await, "x-cache"), Some("miss"));
+    assert_eq!(header(&send(edge.get("/api/v1/products")).await, "x-cache"), Some("hit"));
     assert_eq!(edge.catalog().product_reads(), 1);
 
     // Not served from the cache, although a fresh entry exists.
@@ -869,36 +658,16 @@ async fn a_request_with_authorization_is_never_served_from_or_stored_in_the_cach
 #[tokio::test]
 async fn a_successful_write_invalidates_the_cached_path() {
     let edge = Edge::start(|_| {}).await;
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products")).await, "x-cache"),
-        Some("miss")
-    );
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products?page=2")).await, "x-cache"),
-        Some("miss")
-    );
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products")).await, "x-cache"),
-        Some("hit")
-    );
+    assert_eq!(header(&send(edge.get("/api/v1/products")).await, "x-cache"), Some("miss"));
+    assert_eq!(header(&send(edge.get("/api/v1/products?page=2")).await, "x-cache"), Some("miss"));
+    assert_eq!(header(&send(edge.get("/api/v1/products")).await, "x-cache"), Some("hit"));
     assert_eq!(edge.catalog().product_reads(), 2);
 
-    let write = send(
-        edge.post("/api/v1/products")
-            .bearer_auth(edge.admin_token())
-            .json(&json!({"sku": "NEW"})),
-    )
-    .await;
+    let write = send(edge.post("/api/v1/products").bearer_auth(edge.admin_token()).json(&json!({"sku": "NEW"}))).await;
     assert_eq!(write.status(), StatusCode::OK);
 
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products")).await, "x-cache"),
-        Some("miss")
-    );
-    assert_eq!(
-        header(&send(edge.get("/api/v1/products?page=2")).await, "x-cache"),
-        Some("miss")
-    );
+    assert_eq!(header(&send(edge.get("/api/v1/products")).await, "x-cache"), Some("miss"));
+    assert_eq!(header(&send(edge.get("/api/v1/products?page=2")).await, "x-cache"), Some("miss"));
     assert_eq!(edge.catalog().product_reads(), 4);
 }
 
@@ -915,11 +684,7 @@ async fn an_expired_entry_is_served_stale_when_the_upstream_fails() {
     let deadline = Instant::now() + DEADLINE;
     let stale = loop {
         let response = send(edge.get("/api/v1/products")).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "never a 500 while a copy is kept"
-        );
+        assert_eq!(response.status(), StatusCode::OK, "never a 500 while a copy is kept");
         match header(&response, "x-cache") {
             Some("hit") => {}
             Some("stale") => break response,
@@ -930,11 +695,7 @@ async fn an_expired_entry_is_served_stale_when_the_upstream_fails() {
     };
     assert!(header(&stale, "warning").is_some_and(|w| w.starts_with("110")));
     assert_eq!(stale.text().await.expect("body"), original);
-    assert_eq!(
-        edge.catalog().product_reads(),
-        2,
-        "the upstream was asked once more, and failed"
-    );
+    assert_eq!(edge.catalog().product_reads(), 2, "the upstream was asked once more, and failed");
 }
 
 // ---------------------------------------------------------------------------
@@ -945,15 +706,9 @@ async fn an_expired_entry_is_served_stale_when_the_upstream_fails() {
 async fn requests_are_spread_round_robin_and_survive_an_instance_going_away() {
     let mut edge = Edge::start_with(2, |_| {}).await;
     for _ in 0..20 {
-        assert_eq!(
-            send(edge.get("/api/v1/products/echo")).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(send(edge.get("/api/v1/products/echo")).await.status(), StatusCode::OK);
     }
-    let (a, b) = (
-        edge.catalogs[0].state.echoes(),
-        edge.catalogs[1].state.echoes(),
-    );
+    let (a, b) = (edge.catalogs[0].state.echoes(), edge.catalogs[1].state.echoes());
     assert!(a > 0 && b > 0, "both instances serve: {a} and {b}");
     assert!(a.abs_diff(b) <= 2, "round robin is even: {a} and {b}");
 
@@ -968,15 +723,8 @@ async fn requests_are_spread_round_robin_and_survive_an_instance_going_away() {
             failures.push(response.status());
         }
     }
-    assert!(
-        failures.is_empty(),
-        "requests failed after an instance went away: {failures:?}"
-    );
-    assert_eq!(
-        edge.catalogs[0].state.echoes(),
-        a + 20,
-        "the remaining instance served them all"
-    );
+    assert!(failures.is_empty(), "requests failed after an instance went away: {failures:?}");
+    assert_eq!(edge.catalogs[0].state.echoes(), a + 20, "the remaining instance served them all");
     assert_eq!(gone_state.echoes(), b);
 }
 
@@ -987,11 +735,7 @@ async fn requests_are_spread_round_robin_and_survive_an_instance_going_away() {
 #[tokio::test]
 async fn an_unknown_path_is_a_404_problem() {
     let edge = Edge::start(|_| {}).await;
-    let body = problem(
-        send(edge.get("/no/such/thing")).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let body = problem(send(edge.get("/no/such/thing")).await, StatusCode::NOT_FOUND).await;
     assert_eq!(body["code"], "not_found");
 }
 
@@ -1000,9 +744,7 @@ async fn an_upstream_that_is_down_is_a_502_problem() {
     let dead = dead_url().await;
     let edge = Edge::start(|config| {
         config.upstreams.insert("orders".into(), vec![dead]);
-        config
-            .routes
-            .push(RouteSpec::new("/api/v1/orders", "orders", Policy::Public));
+        config.routes.push(RouteSpec::new("/api/v1/orders", "orders", Policy::Public));
     })
     .await;
     let response = send(edge.get("/api/v1/orders")).await;
@@ -1016,76 +758,43 @@ async fn health_lists_every_upstream_and_is_degraded_when_one_is_down() {
     let dead = dead_url().await;
     let dead_for_config = dead.clone();
     let edge = Edge::start(|config| {
-        config
-            .upstreams
-            .insert("orders".into(), vec![dead_for_config]);
-        config
-            .routes
-            .push(RouteSpec::new("/api/v1/orders", "orders", Policy::Customer));
+        config.upstreams.insert("orders".into(), vec![dead_for_config]);
+        config.routes.push(RouteSpec::new("/api/v1/orders", "orders", Policy::Customer));
     })
     .await;
     let response = send(edge.get("/health")).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "degraded still answers 200"
-    );
+    assert_eq!(response.status(), StatusCode::OK, "degraded still answers 200");
     let health: Value = response.json().await.expect("health document");
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health["version"].as_str().is_some_and(|v| !v.is_empty()));
     let checks = health["checks"].as_object().expect("checks");
     for (name, check) in checks {
-        assert!(
-            check["status"].is_string() && check["responseTime"].is_string(),
-            "check {name}: {check}"
-        );
+        assert!(check["status"].is_string() && check["responseTime"].is_string(), "check {name}: {check}");
     }
 
     let dependencies = health["dependencies"].as_array().expect("dependencies");
-    let by_name: BTreeMap<&str, &Value> = dependencies
-        .iter()
-        .map(|d| (d["name"].as_str().expect("name"), d))
-        .collect();
-    assert_eq!(
-        by_name.keys().copied().collect::<Vec<_>>(),
-        ["catalog", "identity", "orders"]
-    );
+    let by_name: BTreeMap<&str, &Value> = dependencies.iter().map(|d| (d["name"].as_str().expect("name"), d)).collect();
+    assert_eq!(by_name.keys().copied().collect::<Vec<_>>(), ["catalog", "identity", "orders"]);
     assert_eq!(by_name["orders"]["status"], "unhealthy");
     assert_eq!(by_name["orders"]["url"], format!("{dead}/health"));
     assert_eq!(by_name["catalog"]["status"], "healthy");
-    assert_eq!(
-        by_name["catalog"]["url"],
-        format!("{}/health", edge.catalogs[0].url)
-    );
+    assert_eq!(by_name["catalog"]["url"], format!("{}/health", edge.catalogs[0].url));
     assert_eq!(by_name["identity"]["status"], "healthy");
-    assert_eq!(
-        by_name["identity"]["url"],
-        format!("{}/health", edge.identity.url)
-    );
+    assert_eq!(by_name["identity"]["url"], format!("{}/health", edge.identity.url));
 }
 
 #[tokio::test]
 async fn metrics_count_proxied_requests_by_route_and_upstream() {
     let edge = Edge::start(|_| {}).await;
-    assert_eq!(
-        send(edge.get("/api/v1/products/echo")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(send(edge.get("/api/v1/products/echo")).await.status(), StatusCode::OK);
     let response = send(edge.get("/metrics")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.expect("metrics text");
     let has = |metric: &str, needle: &str| {
-        text.lines()
-            .any(|line| line.starts_with(&format!("{metric}{{")) && line.contains(needle))
+        text.lines().any(|line| line.starts_with(&format!("{metric}{{")) && line.contains(needle))
     };
-    assert!(
-        has("gateway_upstream_requests_total", "service=\"catalog\""),
-        "{text}"
-    );
-    assert!(
-        has("http_requests_total", "route=\"/api/v1/products\""),
-        "{text}"
-    );
+    assert!(has("gateway_upstream_requests_total", "service=\"catalog\""), "{text}");
+    assert!(has("http_requests_total", "route=\"/api/v1/products\""), "{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1099,22 +808,10 @@ async fn the_public_openapi_document_merges_the_upstreams_and_adds_edge_response
     assert_eq!(response.status(), StatusCode::OK);
     let doc: Value = response.json().await.expect("openapi json");
     let paths = doc["paths"].as_object().expect("paths");
-    for path in [
-        "/api/v1/products",
-        "/api/v1/products/{id}",
-        "/api/v1/users/me",
-        "/health",
-    ] {
-        assert!(
-            paths.contains_key(path),
-            "{path} missing from {:?}",
-            paths.keys().collect::<Vec<_>>()
-        );
+    for path in ["/api/v1/products", "/api/v1/products/{id}", "/api/v1/users/me", "/health"] {
+        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys().collect::<Vec<_>>());
     }
-    assert!(
-        !paths.contains_key("/internal/reindex"),
-        "paths the gateway does not route stay private"
-    );
+    assert!(!paths.contains_key("/internal/reindex"), "paths the gateway does not route stay private");
     assert!(doc["components"]["schemas"]["Product"].is_object());
     assert!(doc["components"]["schemas"]["User"].is_object());
 
@@ -1123,10 +820,7 @@ async fn the_public_openapi_document_merges_the_upstreams_and_adds_edge_response
         for (method, operation) in item.as_object().expect("path item") {
             operations += 1;
             for status in ["401", "403", "429"] {
-                assert!(
-                    operation["responses"][status].is_object(),
-                    "{method} {path} lacks {status}"
-                );
+                assert!(operation["responses"][status].is_object(), "{method} {path} lacks {status}");
             }
         }
     }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 use crate::domain::{Email, Password, PasswordHash, RegisterUser, RegistrationInput, Role, User, UserId};
-use crate::keys::{AccessClaims, KeyRing, ACCESS_TOKEN_TTL};
+use crate::keys::{ACCESS_TOKEN_TTL, AccessClaims, KeyRing};
 use crate::password;
 use crate::store::{Profile, SqlUserStore, StoreError, UserStore};
 
@@ -97,9 +97,7 @@ impl<S: UserStore> Identity<S> {
 
     /// Signs up a customer.
     pub async fn register(&self, input: RegistrationInput) -> Result<Profile, AppError> {
-        let valid = input.validate().map_err(|errors| {
-            AppError::Invalid(errors.into_inner())
-        })?;
+        let valid = input.validate().map_err(|errors| AppError::Invalid(errors.into_inner()))?;
         let id = self.create_user(valid.email, valid.name, valid.password, vec![Role::Customer], false).await?;
         self.me(id).await
     }
@@ -181,7 +179,8 @@ impl<S: UserStore> Identity<S> {
         if self.store.user_by_email(&email).await?.is_some() {
             return Ok(());
         }
-        let password = Password::parse(&creds.password).map_err(|e| AppError::Internal(format!("admin password: {e}")))?;
+        let password =
+            Password::parse(&creds.password).map_err(|e| AppError::Internal(format!("admin password: {e}")))?;
         let name = crate::domain::DisplayName::parse("Administrator").map_err(|e| AppError::Internal(e.to_string()))?;
         match self.create_user(email, name, password, vec![Role::Admin, Role::Customer], true).await {
             // Two replicas starting together may both try; the loser finds it done.

@@ -53,7 +53,10 @@ impl IntoResponse for AppError {
     responses((status = 201, description = "The new account", body = Profile),
               (status = 409, description = "Email taken", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "Invalid email, weak password or bad name", body = Problem, content_type = "application/problem+json")))]
-async fn register(State(identity): State<ApiState>, Json(input): Json<RegistrationInput>) -> Result<Response, AppError> {
+async fn register(
+    State(identity): State<ApiState>,
+    Json(input): Json<RegistrationInput>,
+) -> Result<Response, AppError> {
     let profile = identity.register(input).await?;
     let mut response = (StatusCode::CREATED, Json(profile)).into_response();
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/api/v1/users/me"));

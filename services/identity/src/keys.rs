@@ -43,9 +43,8 @@ pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 /// The DER header of a PKCS#8 v1 `OneAsymmetricKey` holding an Ed25519 seed
 /// (RFC 8410): SEQUENCE, version 0, algorithm id 1.3.101.112, then the
 /// OCTET STRING wrapping the 32-byte seed that follows it.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 const SEED_LEN: usize = 32;
 const ALG_NAME: &str = "EdDSA";
 
@@ -144,10 +143,7 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     // The private key must never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("kid", &self.kid)
-            .field("created_at", &self.created_at)
-            .finish()
+        f.debug_struct("KeyRing").field("kid", &self.kid).field("created_at", &self.created_at).finish()
     }
 }
 
@@ -165,11 +161,7 @@ impl KeyRing {
             Ok(text) => return Self::load(&path, &text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(KeyError::Io {
-                    action: "read",
-                    path,
-                    source,
-                });
+                return Err(KeyError::Io { action: "read", path, source });
             }
         }
         ensure_private_dir(dir)?;
@@ -228,27 +220,14 @@ impl KeyRing {
         let decoding = DecodingKey::from_jwk(&jwk)?;
         let jwks = serde_json::to_value(JwkSet { keys: vec![jwk] })?;
 
-        Ok(KeyRing {
-            kid,
-            created_at,
-            encoding,
-            decoding,
-            jwks,
-            validation: access_token_validation(),
-        })
+        Ok(KeyRing { kid, created_at, encoding, decoding, jwks, validation: access_token_validation() })
     }
 
     fn load(path: &Path, text: &str) -> Result<KeyRing, KeyError> {
-        let corrupt = |reason: String| KeyError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
+        let corrupt = |reason: String| KeyError::Corrupt { path: path.to_owned(), reason };
         let file: KeyFile = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         if file.alg != ALG_NAME {
-            return Err(corrupt(format!(
-                "alg is {:?}, expected {ALG_NAME:?}",
-                file.alg
-            )));
+            return Err(corrupt(format!("alg is {:?}, expected {ALG_NAME:?}", file.alg)));
         }
         let seed: [u8; SEED_LEN] = URL_SAFE_NO_PAD
             .decode(file.seed_b64url.as_bytes())
@@ -277,11 +256,7 @@ impl KeyRing {
         let temp = dir.join(format!(".{KEY_FILE_NAME}.{}.tmp", Uuid::new_v4()));
         let io_err = |action, path: &Path| {
             let path = path.to_owned();
-            move |source| KeyError::Io {
-                action,
-                path,
-                source,
-            }
+            move |source| KeyError::Io { action, path, source }
         };
         write_private_file(&temp, &json).map_err(io_err("write", &temp))?;
         // A hard link never replaces an existing file, unlike rename: if another
@@ -298,11 +273,7 @@ impl KeyRing {
                 let text = fs::read_to_string(path).map_err(io_err("read", path))?;
                 Self::load(path, &text)
             }
-            Err(source) => Err(KeyError::Io {
-                action: "create",
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(KeyError::Io { action: "create", path: path.to_owned(), source }),
         }
     }
 }
@@ -319,55 +290,29 @@ pub fn access_token_validation() -> Validation {
 
 fn random_seed() -> Result<[u8; SEED_LEN], KeyError> {
     let mut seed = [0u8; SEED_LEN];
-    OsRng
-        .try_fill_bytes(&mut seed)
-        .map_err(|e| KeyError::Random(e.to_string()))?;
+    OsRng.try_fill_bytes(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
     Ok(seed)
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
-    let io_err = |action| {
-        move |source| KeyError::Io {
-            action,
-            path: dir.to_owned(),
-            source,
-        }
-    };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err("create"))?;
+    let io_err = |action| move |source| KeyError::Io { action, path: dir.to_owned(), source };
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err("create"))?;
     // The directory may have existed with looser permissions; it holds a secret.
     fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(io_err("set permissions on"))
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(contents)?;
     file.sync_all()
 }
 
 fn tighten_permissions(path: &Path) -> Result<(), KeyError> {
-    let io_err = |action| {
-        move |source| KeyError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let mode = fs::metadata(path)
-        .map_err(io_err("inspect"))?
-        .permissions()
-        .mode();
+    let io_err = |action| move |source| KeyError::Io { action, path: path.to_owned(), source };
+    let mode = fs::metadata(path).map_err(io_err("inspect"))?.permissions().mode();
     if mode & 0o077 != 0 {
         tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "signing key file was readable by others; restricting it to 0600");
-        fs::set_permissions(path, Permissions::from_mode(0o600))
-            .map_err(io_err("set permissions on"))?;
+        fs::set_permissions(path, Permissions::from_mode(0o600)).map_err(io_err("set permissions on"))?;
     }
     Ok(())
 }
@@ -384,25 +329,16 @@ mod tests {
     use jsonwebtoken::errors::ErrorKind;
 
     fn claims() -> AccessClaims {
-        AccessClaims::new(
-            UserId::new(),
-            &[Role::Customer, Role::Admin],
-            OffsetDateTime::now_utc(),
-            ACCESS_TOKEN_TTL,
-        )
+        AccessClaims::new(UserId::new(), &[Role::Customer, Role::Admin], OffsetDateTime::now_utc(), ACCESS_TOKEN_TTL)
     }
 
     /// What the gateway does: keys only from the JWKS, picked by `kid`.
-    fn verify_with_jwks(
-        token: &str,
-        jwks: &serde_json::Value,
-    ) -> jsonwebtoken::errors::Result<AccessClaims> {
+    fn verify_with_jwks(token: &str, jwks: &serde_json::Value) -> jsonwebtoken::errors::Result<AccessClaims> {
         let set: JwkSet = serde_json::from_value(jwks.clone()).unwrap();
         let kid = jsonwebtoken::decode_header(token)?.kid.unwrap();
         let jwk = set.find(&kid).expect("the token's kid is in the JWKS");
         let key = DecodingKey::from_jwk(jwk)?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &access_token_validation())
-            .map(|t| t.claims)
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &access_token_validation()).map(|t| t.claims)
     }
 
     #[test]
@@ -426,10 +362,7 @@ mod tests {
         let keys = dir.path().join("keys");
         KeyRing::load_or_create(&keys).unwrap();
 
-        let file_mode = fs::metadata(keys.join(KEY_FILE_NAME))
-            .unwrap()
-            .permissions()
-            .mode();
+        let file_mode = fs::metadata(keys.join(KEY_FILE_NAME)).unwrap().permissions().mode();
         let dir_mode = fs::metadata(&keys).unwrap().permissions().mode();
         assert_eq!(file_mode & 0o777, 0o600);
         assert_eq!(dir_mode & 0o777, 0o700);
@@ -442,18 +375,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = KeyRing::load_or_create(dir.path()).unwrap();
         let stored: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(dir.path().join(KEY_FILE_NAME)).unwrap())
-                .unwrap();
+            serde_json::from_str(&fs::read_to_string(dir.path().join(KEY_FILE_NAME)).unwrap()).unwrap();
 
         assert_eq!(stored["kid"], ring.kid());
         assert_eq!(stored["alg"], "EdDSA");
-        assert_eq!(
-            URL_SAFE_NO_PAD
-                .decode(stored["seed_b64url"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            32
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(stored["seed_b64url"].as_str().unwrap()).unwrap().len(), 32);
         assert!(stored["created_at"].as_str().unwrap().ends_with('Z'));
     }
 
@@ -470,13 +396,7 @@ mod tests {
         assert_eq!(key["alg"], "EdDSA");
         assert_eq!(key["use"], "sig");
         assert_eq!(key["kid"], ring.kid());
-        assert_eq!(
-            URL_SAFE_NO_PAD
-                .decode(key["x"].as_str().unwrap())
-                .unwrap()
-                .len(),
-            32
-        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap().len(), 32);
         let mut names: Vec<&str> = key.keys().map(String::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["alg", "crv", "kid", "kty", "use", "x"]);
@@ -523,14 +443,7 @@ mod tests {
     fn expired_or_foreign_audience_tokens_are_refused() {
         let ring = KeyRing::generate().unwrap();
         let long_ago = OffsetDateTime::now_utc() - time::Duration::hours(2);
-        let expired = ring
-            .issue(&AccessClaims::new(
-                UserId::new(),
-                &[],
-                long_ago,
-                ACCESS_TOKEN_TTL,
-            ))
-            .unwrap();
+        let expired = ring.issue(&AccessClaims::new(UserId::new(), &[], long_ago, ACCESS_TOKEN_TTL)).unwrap();
         assert!(ring.verify(&expired).is_err());
 
         let mut other_audience = claims();
@@ -543,10 +456,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE_NAME);
         fs::write(&path, "{not json").unwrap();
-        assert!(matches!(
-            KeyRing::load_or_create(dir.path()),
-            Err(KeyError::Corrupt { .. })
-        ));
+        assert!(matches!(KeyRing::load_or_create(dir.path()), Err(KeyError::Corrupt { .. })));
         assert_eq!(fs::read_to_string(&path).unwrap(), "{not json");
     }
 
@@ -555,8 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         KeyRing::load_or_create(dir.path()).unwrap();
         let path = dir.path().join(KEY_FILE_NAME);
-        let mut stored: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let mut stored: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         stored["kid"] = "someone-elses-kid".into();
         fs::write(&path, stored.to_string()).unwrap();
 
@@ -572,10 +481,7 @@ mod tests {
         fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
 
         KeyRing::load_or_create(dir.path()).unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -33,7 +33,6 @@ use utoipa::OpenApi as _;
 /// The service's name: its config section, log tag and database name.
 pub const NAME: &str = "identity";
 
-
 /// Identity's configuration (`[identity]` in bazaar.toml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,7 +72,8 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
     };
     let keys = keys::KeyRing::load_or_create(&keys_dir)
         .map_err(|e| StartError::Setup(format!("signing keys in {}: {e}", keys_dir.display())))?;
-    let identity = Arc::new(app::Identity::new(store::SqlUserStore::new(db.clone()), Arc::new(keys), config.hashing_slots));
+    let identity =
+        Arc::new(app::Identity::new(store::SqlUserStore::new(db.clone()), Arc::new(keys), config.hashing_slots));
     if let Some(file) = &config.admin_credentials_file {
         identity.ensure_admin(file).await.map_err(|e| StartError::Setup(format!("creating the admin account: {e}")))?;
     }

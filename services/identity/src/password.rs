@@ -7,9 +7,7 @@
 //! bulkhead), never directly on an async worker thread, where one login would
 //! stall every other request sharing that thread.
 
-use argon2::password_hash::{
-    PasswordHash as PhcHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -32,7 +30,8 @@ const PARAMS: Params = match Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, No
 /// The hash of 32 random bytes that were thrown away, made with exactly
 /// [`PARAMS`], so verifying against it costs what verifying a real account's
 /// hash costs and no submitted password can match it.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmF6YWFyLWR1bW15LXNhbHQ$2iKJv80byZVIuQHFB7Ej6c06WMPmSC1ffMG3VNgzKxw";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$YmF6YWFyLWR1bW15LXNhbHQ$2iKJv80byZVIuQHFB7Ej6c06WMPmSC1ffMG3VNgzKxw";
 
 /// Hashing could not be done; the message is for logs only.
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +53,10 @@ fn hasher() -> Argon2<'static> {
 /// blocking pool.
 pub fn hash_password(password: &Password) -> Result<PasswordHash, HashError> {
     let mut salt_bytes = [0u8; 16];
-    OsRng
-        .try_fill_bytes(&mut salt_bytes)
-        .map_err(|e| HashError::Salt(e.to_string()))?;
+    OsRng.try_fill_bytes(&mut salt_bytes).map_err(|e| HashError::Salt(e.to_string()))?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| HashError::Salt(e.to_string()))?;
-    let phc = hasher()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map_err(|e| HashError::Argon2(e.to_string()))?;
+    let phc =
+        hasher().hash_password(password.expose().as_bytes(), &salt).map_err(|e| HashError::Argon2(e.to_string()))?;
     PasswordHash::from_phc(phc.to_string()).map_err(|e| HashError::Argon2(e.to_string()))
 }
 
@@ -98,11 +94,7 @@ mod tests {
         let password = Password::parse("correct-horse-42").unwrap();
         let hash = hash_password(&password).unwrap();
 
-        assert!(
-            hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{}",
-            hash.as_str()
-        );
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", hash.as_str());
         assert!(verify_password("correct-horse-42", &hash));
         assert!(!verify_password("correct-horse-43", &hash));
         assert!(!verify_password("", &hash));
@@ -120,13 +112,7 @@ mod tests {
         let parsed = PhcHash::new(DUMMY_HASH).unwrap();
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         let params = Params::try_from(&parsed).unwrap();
-        assert_eq!(
-            (params.m_cost(), params.t_cost(), params.p_cost()),
-            (MEMORY_KIB, ITERATIONS, PARALLELISM)
-        );
-        assert_eq!(
-            parsed.hash.map(|h| h.len()),
-            Some(Params::DEFAULT_OUTPUT_LEN)
-        );
+        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (MEMORY_KIB, ITERATIONS, PARALLELISM));
+        assert_eq!(parsed.hash.map(|h| h.len()), Some(Params::DEFAULT_OUTPUT_LEN));
     }
 }

@@ -73,9 +73,11 @@ async fn sign_up_then_sign_in_gives_a_bearer_token_and_a_profile() {
 #[tokio::test]
 async fn bad_sign_ups_name_every_bad_field() {
     let api = start().await;
-    let (status, problem) = api.post("/api/v1/users", json!({"email": "no-at-sign", "password": "short", "name": ""})).await;
+    let (status, problem) =
+        api.post("/api/v1/users", json!({"email": "no-at-sign", "password": "short", "name": ""})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     for field in ["email", "password", "name"] {
         assert!(fields.contains(&field), "{field} missing from {problem}");
     }
@@ -145,7 +147,12 @@ async fn jwks_publishes_one_ed25519_key_that_survives_a_restart() {
         let addr = listener.local_addr().expect("addr");
         let (trigger, shutdown) = Shutdown::new();
         let running = chassis::task::spawn("identity", service.run(listener, shutdown));
-        let jwks: Value = reqwest::get(format!("http://{addr}/.well-known/jwks.json")).await.expect("get").json().await.expect("json");
+        let jwks: Value = reqwest::get(format!("http://{addr}/.well-known/jwks.json"))
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(jwks["keys"][0]["kty"], "OKP");
         assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
         kids.push(jwks["keys"][0]["kid"].clone());

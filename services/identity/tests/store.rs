@@ -6,7 +6,6 @@ use identity::domain::{DisplayName, Email, PasswordHash, RegisterUser, Role, Use
 use identity::store::{SqlUserStore, StoreError, UserStore};
 use time::OffsetDateTime;
 
-
 /// A hash in PHC form; the store never interprets it.
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Yqw9MOTfO4mH6Ekqz0s6B3v8CE5t1oFdpCzn0Vd1lE";
 

@@ -12,9 +12,7 @@ use super::InvalidValue;
 ///
 /// Input is trimmed and lower-cased before it is checked, so `?category=Books`
 /// finds the `books` category.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String")]
 #[schema(value_type = String, example = "electronics")]
 pub struct CategorySlug(String);
@@ -31,13 +29,8 @@ impl CategorySlug {
         if slug.is_empty() {
             return Err(InvalidValue::Empty);
         }
-        if !slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(InvalidValue::Format(
-                "may contain only letters a-z, digits and '-'",
-            ));
+        if !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(InvalidValue::Format("may contain only letters a-z, digits and '-'"));
         }
         // Only ASCII remains, so the byte length is the character count.
         if slug.len() < Self::MIN_LEN {
@@ -104,10 +97,7 @@ mod tests {
 
     #[test]
     fn lowercases_and_trims_input() {
-        assert_eq!(
-            CategorySlug::parse(" Books ").map(|s| s.to_string()),
-            Ok("books".to_owned())
-        );
+        assert_eq!(CategorySlug::parse(" Books ").map(|s| s.to_string()), Ok("books".to_owned()));
     }
 
     #[test]
@@ -126,22 +116,13 @@ mod tests {
 
     #[test]
     fn rejects_slugs_outside_length_bounds() {
-        assert_eq!(
-            CategorySlug::parse("a"),
-            Err(InvalidValue::TooShort { min: 2 })
-        );
-        assert_eq!(
-            CategorySlug::parse(&"a".repeat(41)),
-            Err(InvalidValue::TooLong { max: 40 })
-        );
+        assert_eq!(CategorySlug::parse("a"), Err(InvalidValue::TooShort { min: 2 }));
+        assert_eq!(CategorySlug::parse(&"a".repeat(41)), Err(InvalidValue::TooLong { max: 40 }));
     }
 
     #[test]
     fn category_serialises_slug_as_plain_string() {
-        let category = Category {
-            slug: CategorySlug::parse("toys").unwrap(),
-            name: "Toys & Games".into(),
-        };
+        let category = Category { slug: CategorySlug::parse("toys").unwrap(), name: "Toys & Games".into() };
         assert_eq!(
             serde_json::to_value(&category).unwrap(),
             serde_json::json!({"slug": "toys", "name": "Toys & Games"})
@@ -149,8 +130,7 @@ mod tests {
     }
 
     fn valid_slug() -> impl Strategy<Value = String> {
-        "[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?"
-            .prop_filter("at least two characters", |s| s.len() >= 2)
+        "[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?".prop_filter("at least two characters", |s| s.len() >= 2)
     }
 
     proptest! {

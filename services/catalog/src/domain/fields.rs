@@ -26,16 +26,12 @@ impl ProductName {
             return Err(InvalidValue::Empty);
         }
         if name.chars().count() > Self::MAX_CHARS {
-            return Err(InvalidValue::TooLong {
-                max: Self::MAX_CHARS,
-            });
+            return Err(InvalidValue::TooLong { max: Self::MAX_CHARS });
         }
         // Names end up in listings, e-mails and log lines, where a line break or
         // an escape sequence would do harm.
         if name.chars().any(char::is_control) {
-            return Err(InvalidValue::Format(
-                "must not contain control characters or line breaks",
-            ));
+            return Err(InvalidValue::Format("must not contain control characters or line breaks"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -75,17 +71,10 @@ impl Description {
     pub fn parse(input: &str) -> Result<Self, InvalidValue> {
         let text = input.trim();
         if text.chars().count() > Self::MAX_CHARS {
-            return Err(InvalidValue::TooLong {
-                max: Self::MAX_CHARS,
-            });
+            return Err(InvalidValue::TooLong { max: Self::MAX_CHARS });
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(InvalidValue::Format(
-                "must not contain control characters other than line breaks and tabs",
-            ));
+        if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(InvalidValue::Format("must not contain control characters other than line breaks and tabs"));
         }
         Ok(Self(text.to_owned()))
     }
@@ -129,9 +118,7 @@ impl ImageUrl {
             return Err(InvalidValue::Empty);
         }
         if url.chars().count() > Self::MAX_CHARS {
-            return Err(InvalidValue::TooLong {
-                max: Self::MAX_CHARS,
-            });
+            return Err(InvalidValue::TooLong { max: Self::MAX_CHARS });
         }
         let rest = strip_prefix_ignore_ascii_case(url, "https://")
             .or_else(|| strip_prefix_ignore_ascii_case(url, "http://"))
@@ -141,9 +128,7 @@ impl ImageUrl {
             return Err(InvalidValue::Format("must name a host after the scheme"));
         }
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(InvalidValue::Format(
-                "must not contain whitespace; percent-encode it",
-            ));
+            return Err(InvalidValue::Format("must not contain whitespace; percent-encode it"));
         }
         Ok(Self(url.to_owned()))
     }
@@ -158,8 +143,7 @@ impl ImageUrl {
 /// schemes are case-insensitive.
 fn strip_prefix_ignore_ascii_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
 }
 
 impl TryFrom<String> for ImageUrl {
@@ -198,12 +182,9 @@ impl Attributes {
     /// Validates that `map` is of acceptable size.
     pub fn from_map(map: Map<String, Value>) -> Result<Self, InvalidValue> {
         let mut counter = ByteCounter(0);
-        serde_json::to_writer(&mut counter, &map)
-            .map_err(|_| InvalidValue::Format("must be serialisable as JSON"))?;
+        serde_json::to_writer(&mut counter, &map).map_err(|_| InvalidValue::Format("must be serialisable as JSON"))?;
         if counter.0 > Self::MAX_BYTES {
-            return Err(InvalidValue::TooLarge {
-                max_bytes: Self::MAX_BYTES,
-            });
+            return Err(InvalidValue::TooLarge { max_bytes: Self::MAX_BYTES });
         }
         Ok(Self(map))
     }
@@ -254,10 +235,7 @@ mod tests {
 
     #[test]
     fn name_is_trimmed() {
-        assert_eq!(
-            ProductName::parse("  Desk Lamp \n").unwrap().as_str(),
-            "Desk Lamp"
-        );
+        assert_eq!(ProductName::parse("  Desk Lamp \n").unwrap().as_str(), "Desk Lamp");
     }
 
     #[test]
@@ -268,10 +246,7 @@ mod tests {
     #[test]
     fn name_length_counts_characters_not_bytes() {
         assert!(ProductName::parse(&"é".repeat(200)).is_ok());
-        assert_eq!(
-            ProductName::parse(&"é".repeat(201)),
-            Err(InvalidValue::TooLong { max: 200 })
-        );
+        assert_eq!(ProductName::parse(&"é".repeat(201)), Err(InvalidValue::TooLong { max: 200 }));
     }
 
     #[test]
@@ -288,10 +263,7 @@ mod tests {
     #[test]
     fn rejects_description_over_5000_characters() {
         assert!(Description::parse(&"x".repeat(5000)).is_ok());
-        assert_eq!(
-            Description::parse(&"x".repeat(5001)),
-            Err(InvalidValue::TooLong { max: 5000 })
-        );
+        assert_eq!(Description::parse(&"x".repeat(5001)), Err(InvalidValue::TooLong { max: 5000 }));
     }
 
     #[test]
@@ -308,13 +280,7 @@ mod tests {
 
     #[test]
     fn rejects_image_urls_with_other_schemes_or_no_host() {
-        for bad in [
-            "ftp://x/a.png",
-            "javascript:alert(1)",
-            "img.example/a.png",
-            "https://",
-            "https:///a.png",
-        ] {
+        for bad in ["ftp://x/a.png", "javascript:alert(1)", "img.example/a.png", "https://", "https:///a.png"] {
             assert!(ImageUrl::parse(bad).is_err(), "{bad} was accepted");
         }
         assert_eq!(ImageUrl::parse(""), Err(InvalidValue::Empty));
@@ -324,20 +290,14 @@ mod tests {
     fn rejects_image_urls_with_spaces_or_over_2048_characters() {
         assert!(ImageUrl::parse("https://img.example/my photo.png").is_err());
         let long = format!("https://img.example/{}", "a".repeat(2048));
-        assert_eq!(
-            ImageUrl::parse(&long),
-            Err(InvalidValue::TooLong { max: 2048 })
-        );
+        assert_eq!(ImageUrl::parse(&long), Err(InvalidValue::TooLong { max: 2048 }));
     }
 
     #[test]
     fn attributes_must_be_an_object() {
         assert!(Attributes::new(json!({"brand": "Voltique"})).is_ok());
         for bad in [json!([1, 2]), json!("brand"), json!(null), json!(3)] {
-            assert_eq!(
-                Attributes::new(bad),
-                Err(InvalidValue::Format("must be a JSON object"))
-            );
+            assert_eq!(Attributes::new(bad), Err(InvalidValue::Format("must be a JSON object")));
         }
     }
 
@@ -347,26 +307,14 @@ mod tests {
         let fits = json!({"k": "x".repeat(Attributes::MAX_BYTES - 8)});
         assert!(Attributes::new(fits).is_ok());
         let too_big = json!({"k": "x".repeat(Attributes::MAX_BYTES - 7)});
-        assert_eq!(
-            Attributes::new(too_big),
-            Err(InvalidValue::TooLarge {
-                max_bytes: 16 * 1024
-            })
-        );
+        assert_eq!(Attributes::new(too_big), Err(InvalidValue::TooLarge { max_bytes: 16 * 1024 }));
     }
 
     #[test]
     fn attributes_serialise_as_the_object_itself() {
         let attrs = Attributes::new(json!({"pages": 320, "author": "A. Writer"})).unwrap();
-        assert_eq!(
-            serde_json::to_value(&attrs).unwrap(),
-            json!({"pages": 320, "author": "A. Writer"})
-        );
-        assert_eq!(
-            serde_json::from_value::<Attributes>(json!({"pages": 320, "author": "A. Writer"}))
-                .unwrap(),
-            attrs
-        );
+        assert_eq!(serde_json::to_value(&attrs).unwrap(), json!({"pages": 320, "author": "A. Writer"}));
+        assert_eq!(serde_json::from_value::<Attributes>(json!({"pages": 320, "author": "A. Writer"})).unwrap(), attrs);
         assert!(serde_json::from_value::<Attributes>(json!([])).is_err());
     }
 }

@@ -26,9 +26,7 @@ impl Currency {
             return Err(InvalidValue::Empty);
         }
         if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(InvalidValue::Format(
-                "must be a three-letter ISO 4217 currency code such as USD",
-            ));
+            return Err(InvalidValue::Format("must be a three-letter ISO 4217 currency code such as USD"));
         }
         Ok(Self(code))
     }
@@ -107,10 +105,7 @@ pub(super) fn check_amount(amount: i64) -> Result<(), InvalidValue> {
     if (0..=Money::MAX_AMOUNT).contains(&amount) {
         Ok(())
     } else {
-        Err(InvalidValue::OutOfRange {
-            min: 0,
-            max: Money::MAX_AMOUNT,
-        })
+        Err(InvalidValue::OutOfRange { min: 0, max: Money::MAX_AMOUNT })
     }
 }
 
@@ -138,10 +133,7 @@ mod tests {
     #[test]
     fn serialises_as_amount_and_currency() {
         let price = Money::new(1999, Currency::usd()).unwrap();
-        assert_eq!(
-            serde_json::to_value(&price).unwrap(),
-            serde_json::json!({"amount": 1999, "currency": "USD"})
-        );
+        assert_eq!(serde_json::to_value(&price).unwrap(), serde_json::json!({"amount": 1999, "currency": "USD"}));
     }
 
     #[test]
@@ -152,13 +144,7 @@ mod tests {
 
     #[test]
     fn rejects_negative_amounts() {
-        assert_eq!(
-            Money::new(-1, Currency::usd()),
-            Err(InvalidValue::OutOfRange {
-                min: 0,
-                max: Money::MAX_AMOUNT
-            })
-        );
+        assert_eq!(Money::new(-1, Currency::usd()), Err(InvalidValue::OutOfRange { min: 0, max: Money::MAX_AMOUNT }));
     }
 
     #[test]
@@ -169,10 +155,7 @@ mod tests {
 
     #[test]
     fn uppercases_currency_codes() {
-        assert_eq!(
-            Currency::parse(" eur ").map(|c| c.to_string()),
-            Ok("EUR".to_owned())
-        );
+        assert_eq!(Currency::parse(" eur ").map(|c| c.to_string()), Ok("EUR".to_owned()));
     }
 
     #[test]

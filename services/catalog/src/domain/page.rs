@@ -82,14 +82,8 @@ impl Cursor {
     /// The cursor as the opaque string handed to clients.
     pub fn encode(&self) -> String {
         let repr = match self {
-            Cursor::Sku { sku, id } => CursorRepr::Sku {
-                sku: sku.clone(),
-                id: *id,
-            },
-            Cursor::Rank { rank, id } => CursorRepr::Rank {
-                rank_bits: rank.to_bits(),
-                id: *id,
-            },
+            Cursor::Sku { sku, id } => CursorRepr::Sku { sku: sku.clone(), id: *id },
+            Cursor::Rank { rank, id } => CursorRepr::Rank { rank_bits: rank.to_bits(), id: *id },
         };
         // A map of strings and integers always serialises; the fallback is
         // never reached, and would only produce a cursor that fails to decode.
@@ -157,10 +151,7 @@ impl Limit {
             .ok()
             .filter(|n| (Self::MIN..=Self::MAX).contains(n))
             .map(Self)
-            .ok_or(InvalidValue::OutOfRange {
-                min: i64::from(Self::MIN),
-                max: i64::from(Self::MAX),
-            })
+            .ok_or(InvalidValue::OutOfRange { min: i64::from(Self::MIN), max: i64::from(Self::MAX) })
     }
 
     /// The page size.
@@ -193,10 +184,7 @@ impl FromStr for Limit {
     type Err = InvalidValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let n: i64 = s
-            .trim()
-            .parse()
-            .map_err(|_| InvalidValue::Format("must be a whole number between 1 and 100"))?;
+        let n: i64 = s.trim().parse().map_err(|_| InvalidValue::Format("must be a whole number between 1 and 100"))?;
         Self::new(n)
     }
 }
@@ -213,10 +201,7 @@ mod tests {
 
     #[test]
     fn sku_cursor_round_trips() {
-        let cursor = Cursor::Sku {
-            sku: Sku::parse("ELE-0001").unwrap(),
-            id: id(),
-        };
+        let cursor = Cursor::Sku { sku: Sku::parse("ELE-0001").unwrap(), id: id() };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
     }
 
@@ -232,44 +217,28 @@ mod tests {
 
     #[test]
     fn encoded_cursor_is_url_safe_and_short() {
-        let cursor = Cursor::Sku {
-            sku: Sku::parse(&"A".repeat(32)).unwrap(),
-            id: id(),
-        };
+        let cursor = Cursor::Sku { sku: Sku::parse(&"A".repeat(32)).unwrap(), id: id() };
         let encoded = cursor.encode();
-        assert!(
-            encoded
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        assert!(encoded.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(encoded.len() <= Cursor::MAX_ENCODED_LEN);
     }
 
     #[test]
     fn rejects_garbage_empty_and_overlong_cursors() {
         for bad in ["", "not base64!", "e30", "AAAA", &"A".repeat(300)] {
-            assert_eq!(
-                Cursor::decode(bad),
-                Err(InvalidCursor),
-                "{bad:?} was accepted"
-            );
+            assert_eq!(Cursor::decode(bad), Err(InvalidCursor), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn rejects_cursor_holding_an_invalid_sku() {
-        let forged =
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"o":"s","k":"1nvalid sku","i":"{}"}}"#, id()));
+        let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"o":"s","k":"1nvalid sku","i":"{}"}}"#, id()));
         assert_eq!(Cursor::decode(&forged), Err(InvalidCursor));
     }
 
     #[test]
     fn rejects_cursor_holding_a_non_finite_rank() {
-        let forged = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"o":"r","k":{},"i":"{}"}}"#,
-            f64::NAN.to_bits(),
-            id()
-        ));
+        let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"o":"r","k":{},"i":"{}"}}"#, f64::NAN.to_bits(), id()));
         assert_eq!(Cursor::decode(&forged), Err(InvalidCursor));
     }
 
@@ -283,10 +252,7 @@ mod tests {
         assert_eq!(Limit::new(1).map(Limit::get), Ok(1));
         assert_eq!(Limit::new(100).map(Limit::get), Ok(100));
         for bad in [0, -1, 101, i64::MAX, i64::MIN] {
-            assert_eq!(
-                Limit::new(bad),
-                Err(InvalidValue::OutOfRange { min: 1, max: 100 })
-            );
+            assert_eq!(Limit::new(bad), Err(InvalidValue::OutOfRange { min: 1, max: 100 }));
         }
     }
 
@@ -295,10 +261,7 @@ mod tests {
         assert_eq!("50".parse::<Limit>().map(Limit::get), Ok(50));
         assert!("fifty".parse::<Limit>().is_err());
         assert!("0".parse::<Limit>().is_err());
-        assert_eq!(
-            serde_json::from_str::<Limit>("7").map(Limit::get).ok(),
-            Some(7)
-        );
+        assert_eq!(serde_json::from_str::<Limit>("7").map(Limit::get).ok(), Some(7));
         assert!(serde_json::from_str::<Limit>("1000").is_err());
     }
 

@@ -10,8 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    Attributes, CategorySlug, Currency, Description, ImageUrl, InvalidValue, Money, ProductName,
-    Sku, money::check_amount,
+    Attributes, CategorySlug, Currency, Description, ImageUrl, InvalidValue, Money, ProductName, Sku,
+    money::check_amount,
 };
 
 /// A product body exactly as a client sent it (`POST /products`, `PUT
@@ -113,59 +113,27 @@ impl ProductDraft {
         let mut errors = ValidationErrors::default();
 
         let sku = errors.check("sku", required(input.sku).and_then(|s| Sku::parse(&s)));
-        let name = errors.check(
-            "name",
-            required(input.name).and_then(|s| ProductName::parse(&s)),
-        );
-        let description = errors.check(
-            "description",
-            input
-                .description
-                .map_or(Ok(Description::default()), |s| Description::parse(&s)),
-        );
+        let name = errors.check("name", required(input.name).and_then(|s| ProductName::parse(&s)));
+        let description = errors
+            .check("description", input.description.map_or(Ok(Description::default()), |s| Description::parse(&s)));
         let price = match input.price {
             None => errors.check("price", required::<Money>(None)),
             Some(raw) => {
-                let amount = errors.check(
-                    "price.amount",
-                    required(raw.amount).and_then(|a| check_amount(a).map(|()| a)),
-                );
-                let currency = errors.check(
-                    "price.currency",
-                    required(raw.currency).and_then(|c| Currency::parse(&c)),
-                );
+                let amount =
+                    errors.check("price.amount", required(raw.amount).and_then(|a| check_amount(a).map(|()| a)));
+                let currency = errors.check("price.currency", required(raw.currency).and_then(|c| Currency::parse(&c)));
                 match (amount, currency) {
-                    (Some(amount), Some(currency)) => {
-                        errors.check("price", Money::new(amount, currency))
-                    }
+                    (Some(amount), Some(currency)) => errors.check("price", Money::new(amount, currency)),
                     _ => None,
                 }
             }
         };
-        let category = errors.check(
-            "category",
-            required(input.category).and_then(|s| CategorySlug::parse(&s)),
-        );
-        let attributes = errors.check(
-            "attributes",
-            input
-                .attributes
-                .map_or(Ok(Attributes::default()), Attributes::new),
-        );
-        let image_url = errors.check(
-            "image_url",
-            input.image_url.map(|s| ImageUrl::parse(&s)).transpose(),
-        );
+        let category = errors.check("category", required(input.category).and_then(|s| CategorySlug::parse(&s)));
+        let attributes =
+            errors.check("attributes", input.attributes.map_or(Ok(Attributes::default()), Attributes::new));
+        let image_url = errors.check("image_url", input.image_url.map(|s| ImageUrl::parse(&s)).transpose());
 
-        match (
-            sku,
-            name,
-            description,
-            price,
-            category,
-            attributes,
-            image_url,
-        ) {
+        match (sku, name, description, price, category, attributes, image_url) {
             (
                 Some(sku),
                 Some(name),
@@ -174,15 +142,7 @@ impl ProductDraft {
                 Some(category),
                 Some(attributes),
                 Some(image_url),
-            ) => Ok(ProductDraft {
-                sku,
-                name,
-                description,
-                price,
-                category,
-                attributes,
-                image_url,
-            }),
+            ) => Ok(ProductDraft { sku, name, description, price, category, attributes, image_url }),
             // Every `None` above recorded an error, so this list is not empty.
             _ => Err(errors),
         }
@@ -223,26 +183,8 @@ pub struct Product {
 impl Product {
     /// The product made of `draft` with the given id and version.
     pub fn from_draft(id: Uuid, version: i64, draft: ProductDraft) -> Self {
-        let ProductDraft {
-            sku,
-            name,
-            description,
-            price,
-            category,
-            attributes,
-            image_url,
-        } = draft;
-        Self {
-            id,
-            sku,
-            name,
-            description,
-            price,
-            category,
-            attributes,
-            image_url,
-            version,
-        }
+        let ProductDraft { sku, name, description, price, category, attributes, image_url } = draft;
+        Self { id, sku, name, description, price, category, attributes, image_url, version }
     }
 
     /// The product's content without its id and version.
@@ -375,25 +317,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(&errors),
-            [
-                "sku",
-                "name",
-                "price.amount",
-                "price.currency",
-                "category",
-                "attributes",
-                "image_url"
-            ]
+            ["sku", "name", "price.amount", "price.currency", "category", "attributes", "image_url"]
         );
     }
 
     #[test]
     fn reports_missing_required_fields_by_name() {
         let errors = ProductDraft::validate(input(json!({"price": {}}))).unwrap_err();
-        assert_eq!(
-            fields(&errors),
-            ["sku", "name", "price.amount", "price.currency", "category"]
-        );
+        assert_eq!(fields(&errors), ["sku", "name", "price.amount", "price.currency", "category"]);
         assert!(errors.errors().iter().all(|e| e.message == "is required"));
 
         let errors = ProductDraft::validate(ProductInput::default()).unwrap_err();
@@ -449,23 +380,14 @@ mod tests {
     #[test]
     fn draft_survives_the_trip_through_product_input() {
         let draft = ProductDraft::validate(input(valid_body())).unwrap();
-        assert_eq!(
-            ProductDraft::validate(ProductInput::from(&draft)).unwrap(),
-            draft
-        );
-        assert_eq!(
-            Product::from_draft(Uuid::nil(), 1, draft.clone()).to_draft(),
-            draft
-        );
+        assert_eq!(ProductDraft::validate(ProductInput::from(&draft)).unwrap(), draft);
+        assert_eq!(Product::from_draft(Uuid::nil(), 1, draft.clone()).to_draft(), draft);
     }
 
     #[test]
     fn validation_errors_read_as_sentences() {
         let mut errors = ValidationErrors::single("sku", "must start with a letter");
         errors.push("price.amount", "is required");
-        assert_eq!(
-            errors.to_string(),
-            "invalid fields: sku must start with a letter; price.amount is required"
-        );
+        assert_eq!(errors.to_string(), "invalid fields: sku must start with a letter; price.amount is required");
     }
 }

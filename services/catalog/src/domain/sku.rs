@@ -14,9 +14,7 @@ use super::InvalidValue;
 ///
 /// Input is trimmed and upper-cased before it is checked, so `" ele-0001 "`
 /// becomes `ELE-0001`: SKUs are typed by people and compared by machines.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String")]
 #[schema(value_type = String, example = "ELE-0001")]
 pub struct Sku(String);
@@ -33,13 +31,8 @@ impl Sku {
         if sku.is_empty() {
             return Err(InvalidValue::Empty);
         }
-        if !sku
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(InvalidValue::Format(
-                "may contain only letters A-Z, digits and '-'",
-            ));
+        if !sku.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-') {
+            return Err(InvalidValue::Format("may contain only letters A-Z, digits and '-'"));
         }
         // Only ASCII remains, so the byte length is the character count.
         if sku.len() < Self::MIN_LEN {
@@ -109,18 +102,12 @@ mod tests {
 
     #[test]
     fn accepts_a_typical_sku() {
-        assert_eq!(
-            Sku::parse("ELE-0001").map(|s| s.to_string()),
-            Ok("ELE-0001".to_owned())
-        );
+        assert_eq!(Sku::parse("ELE-0001").map(|s| s.to_string()), Ok("ELE-0001".to_owned()));
     }
 
     #[test]
     fn trims_and_uppercases_input() {
-        assert_eq!(
-            Sku::parse("  ele-0001\t").map(|s| s.to_string()),
-            Ok("ELE-0001".to_owned())
-        );
+        assert_eq!(Sku::parse("  ele-0001\t").map(|s| s.to_string()), Ok("ELE-0001".to_owned()));
     }
 
     #[test]
@@ -131,14 +118,8 @@ mod tests {
 
     #[test]
     fn rejects_sku_starting_with_a_digit_or_dash() {
-        assert_eq!(
-            Sku::parse("1ABC"),
-            Err(InvalidValue::Format("must start with a letter"))
-        );
-        assert_eq!(
-            Sku::parse("-ABC"),
-            Err(InvalidValue::Format("must start with a letter"))
-        );
+        assert_eq!(Sku::parse("1ABC"), Err(InvalidValue::Format("must start with a letter")));
+        assert_eq!(Sku::parse("-ABC"), Err(InvalidValue::Format("must start with a letter")));
     }
 
     #[test]
@@ -151,10 +132,7 @@ mod tests {
     #[test]
     fn rejects_sku_outside_length_bounds() {
         assert_eq!(Sku::parse("AB"), Err(InvalidValue::TooShort { min: 3 }));
-        assert_eq!(
-            Sku::parse(&"A".repeat(33)),
-            Err(InvalidValue::TooLong { max: 32 })
-        );
+        assert_eq!(Sku::parse(&"A".repeat(33)), Err(InvalidValue::TooLong { max: 32 }));
         assert!(Sku::parse(&"A".repeat(32)).is_ok());
     }
 
@@ -168,10 +146,7 @@ mod tests {
 
     #[test]
     fn namespace_is_the_url_uuid_of_the_catalog_products_address() {
-        let derived = Uuid::new_v5(
-            &Uuid::NAMESPACE_URL,
-            b"https://bazaar.example/catalog/products",
-        );
+        let derived = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://bazaar.example/catalog/products");
         assert_eq!(PRODUCT_ID_NAMESPACE, derived);
     }
 

@@ -95,27 +95,16 @@ pub trait CatalogStore: Send + Sync + 'static {
     fn categories(&self) -> impl Future<Output = Result<Vec<CategoryCount>, StoreError>> + Send;
 
     /// Whether a category exists.
-    fn category_exists(
-        &self,
-        slug: &CategorySlug,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn category_exists(&self, slug: &CategorySlug) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// One product by id.
-    fn product(&self, id: Uuid)
-    -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
+    fn product(&self, id: Uuid) -> impl Future<Output = Result<Option<Product>, StoreError>> + Send;
 
     /// A page of products.
-    fn products(
-        &self,
-        query: &ProductQuery,
-    ) -> impl Future<Output = Result<ProductPage, StoreError>> + Send;
+    fn products(&self, query: &ProductQuery) -> impl Future<Output = Result<ProductPage, StoreError>> + Send;
 
     /// Stores a new product at version 1.
-    fn create(
-        &self,
-        id: Uuid,
-        draft: ProductDraft,
-    ) -> impl Future<Output = Result<Product, StoreError>> + Send;
+    fn create(&self, id: Uuid, draft: ProductDraft) -> impl Future<Output = Result<Product, StoreError>> + Send;
 
     /// Replaces product `id` if it is at `expected_version`; the result is at the next version.
     fn replace(

@@ -99,9 +99,7 @@ fn search_text(draft: &ProductDraft) -> String {
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
 fn decode(doc: &str) -> Result<Product, StoreError> {
@@ -114,9 +112,7 @@ fn encode(product: &Product) -> Result<String, StoreError> {
 
 fn map_unique(error: sqlx::Error, sku: &str) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::SkuTaken(sku.to_owned())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::SkuTaken(sku.to_owned()),
         _ => StoreError::Db(error),
     }
 }
@@ -128,9 +124,7 @@ impl CatalogStore for SqlCatalogStore {
         products: &[(Uuid, ProductDraft)],
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM categories")
-            .fetch_one(&mut *tx)
-            .await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM categories").fetch_one(&mut *tx).await?;
         if existing > 0 {
             return Ok(false);
         }
@@ -162,8 +156,7 @@ impl CatalogStore for SqlCatalogStore {
             .map(|row| {
                 let slug: String = row.try_get("slug")?;
                 Ok(CategoryCount {
-                    slug: CategorySlug::parse(&slug)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    slug: CategorySlug::parse(&slug).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     name: row.try_get("name")?,
                     product_count: row.try_get("product_count")?,
                 })
@@ -172,29 +165,22 @@ impl CatalogStore for SqlCatalogStore {
     }
 
     async fn category_exists(&self, slug: &CategorySlug) -> Result<bool, StoreError> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT slug FROM categories WHERE slug = $1")
-                .bind(slug.as_str())
-                .fetch_optional(self.db.reader())
-                .await?;
+        let found: Option<String> = sqlx::query_scalar("SELECT slug FROM categories WHERE slug = $1")
+            .bind(slug.as_str())
+            .fetch_optional(self.db.reader())
+            .await?;
         Ok(found.is_some())
     }
 
     async fn product(&self, id: Uuid) -> Result<Option<Product>, StoreError> {
         let sql = format!("SELECT {} FROM products WHERE id = $1", self.doc_column());
-        let doc: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(self.db.reader())
-            .await?;
+        let doc: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(self.db.reader()).await?;
         doc.as_deref().map(decode).transpose()
     }
 
     async fn products(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
-        let terms = query
-            .search
-            .as_deref()
-            .map(search_terms)
-            .unwrap_or_default();
+        let terms = query.search.as_deref().map(search_terms).unwrap_or_default();
         let limit = i64::from(query.limit.get());
         // One row more than the page tells whether there is a next page.
         let fetch = limit + 1;
@@ -207,11 +193,7 @@ impl CatalogStore for SqlCatalogStore {
         let sql = if searching {
             let (inner, score) = match self.db.dialect() {
                 Dialect::Sqlite => {
-                    let fts = terms
-                        .iter()
-                        .map(|t| format!("\"{t}\"*"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
+                    let fts = terms.iter().map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" ");
                     let p = param(BindValue::Text(fts));
                     (
                         format!(
@@ -224,11 +206,7 @@ impl CatalogStore for SqlCatalogStore {
                     )
                 }
                 Dialect::Postgres => {
-                    let tsquery = terms
-                        .iter()
-                        .map(|t| format!("{t}:*"))
-                        .collect::<Vec<_>>()
-                        .join(" & ");
+                    let tsquery = terms.iter().map(|t| format!("{t}:*")).collect::<Vec<_>>().join(" & ");
                     let p = param(BindValue::Text(tsquery));
                     (
                         format!(
@@ -242,10 +220,7 @@ impl CatalogStore for SqlCatalogStore {
             };
             let mut conditions = Vec::new();
             if let Some(category) = &query.category {
-                conditions.push(format!(
-                    "category = {}",
-                    param(BindValue::Text(category.as_str().to_owned()))
-                ));
+                conditions.push(format!("category = {}", param(BindValue::Text(category.as_str().to_owned()))));
             }
             match &query.after {
                 Some(Cursor::Rank { rank, id }) => {
@@ -257,22 +232,14 @@ impl CatalogStore for SqlCatalogStore {
                 Some(Cursor::Sku { .. }) => return Err(StoreError::CursorMismatch),
                 None => {}
             }
-            let filter = if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            };
+            let filter =
+                if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
             let l = param(BindValue::Int(fetch));
-            format!(
-                "SELECT doc, {score} AS score FROM ({inner}) s {filter} ORDER BY {score}, id LIMIT {l}"
-            )
+            format!("SELECT doc, {score} AS score FROM ({inner}) s {filter} ORDER BY {score}, id LIMIT {l}")
         } else {
             let mut conditions = Vec::new();
             if let Some(category) = &query.category {
-                conditions.push(format!(
-                    "category = {}",
-                    param(BindValue::Text(category.as_str().to_owned()))
-                ));
+                conditions.push(format!("category = {}", param(BindValue::Text(category.as_str().to_owned()))));
             }
             match &query.after {
                 Some(Cursor::Sku { sku, id }) => {
@@ -284,16 +251,10 @@ impl CatalogStore for SqlCatalogStore {
                 Some(Cursor::Rank { .. }) => return Err(StoreError::CursorMismatch),
                 None => {}
             }
-            let filter = if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            };
+            let filter =
+                if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
             let l = param(BindValue::Int(fetch));
-            format!(
-                "SELECT {doc} AS doc FROM products {filter} ORDER BY sku, id LIMIT {l}",
-                doc = self.doc_column()
-            )
+            format!("SELECT {doc} AS doc FROM products {filter} ORDER BY sku, id LIMIT {l}", doc = self.doc_column())
         };
         let mut statement = sqlx::query(AssertSqlSafe(sql));
         for value in binds {
@@ -306,10 +267,7 @@ impl CatalogStore for SqlCatalogStore {
         let rows = statement.fetch_all(self.db.reader()).await?;
         let mut items = Vec::with_capacity(rows.len());
         let mut last_score = 0.0_f64;
-        for row in rows
-            .iter()
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        {
+        for row in rows.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
             let doc: String = row.try_get("doc")?;
             if searching {
                 last_score = row.try_get("score")?;
@@ -319,15 +277,9 @@ impl CatalogStore for SqlCatalogStore {
         let has_more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
         let next = match items.last() {
             Some(last) if has_more => Some(if searching {
-                Cursor::Rank {
-                    rank: last_score,
-                    id: last.id,
-                }
+                Cursor::Rank { rank: last_score, id: last.id }
             } else {
-                Cursor::Sku {
-                    sku: last.sku.clone(),
-                    id: last.id,
-                }
+                Cursor::Sku { sku: last.sku.clone(), id: last.id }
             }),
             _ => None,
         };
@@ -341,12 +293,7 @@ impl CatalogStore for SqlCatalogStore {
         Ok(product)
     }
 
-    async fn replace(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        draft: ProductDraft,
-    ) -> Result<Product, StoreError> {
+    async fn replace(&self, id: Uuid, expected_version: i64, draft: ProductDraft) -> Result<Product, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let current: Option<i64> = sqlx::query_scalar("SELECT version FROM products WHERE id = $1")
             .bind(id.to_string())
@@ -404,10 +351,7 @@ mod tests {
 
     #[test]
     fn search_terms_keep_only_words_so_query_syntax_cannot_leak_in() {
-        assert_eq!(
-            search_terms("head\"phones* OR NOT:x"),
-            vec!["head", "phones", "or", "not", "x"]
-        );
+        assert_eq!(search_terms("head\"phones* OR NOT:x"), vec!["head", "phones", "or", "not", "x"]);
         assert_eq!(search_terms("  ---  "), Vec::<String>::new());
         assert_eq!(search_terms("a b c d e f g h i j").len(), MAX_SEARCH_TERMS);
     }

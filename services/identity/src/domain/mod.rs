@@ -20,6 +20,4 @@ pub use name::{DisplayName, DisplayNameError};
 pub use password::{InvalidPasswordHash, Password, PasswordError, PasswordHash};
 pub use registration::{FieldError, RegistrationInput, ValidRegistration, ValidationErrors};
 pub use role::{Role, UnknownRole};
-pub use user::{
-    RegisterUser, USER_ID_NAMESPACE, USER_REGISTERED_V1, User, UserEvent, UserId, UserRegistered,
-};
+pub use user::{RegisterUser, USER_ID_NAMESPACE, USER_REGISTERED_V1, User, UserEvent, UserId, UserRegistered};

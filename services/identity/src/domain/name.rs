@@ -77,10 +77,7 @@ mod tests {
 
     #[test]
     fn trims_surrounding_whitespace() {
-        assert_eq!(
-            DisplayName::parse("  Ada Lovelace \t").unwrap().as_str(),
-            "Ada Lovelace"
-        );
+        assert_eq!(DisplayName::parse("  Ada Lovelace \t").unwrap().as_str(), "Ada Lovelace");
     }
 
     #[test]
@@ -90,23 +87,14 @@ mod tests {
 
     #[test]
     fn rejects_name_longer_than_100_characters() {
-        assert_eq!(
-            DisplayName::parse(&"x".repeat(101)),
-            Err(DisplayNameError::TooLong)
-        );
+        assert_eq!(DisplayName::parse(&"x".repeat(101)), Err(DisplayNameError::TooLong));
         assert!(DisplayName::parse(&"ü".repeat(100)).is_ok());
     }
 
     #[test]
     fn rejects_control_characters_inside_the_name() {
-        assert_eq!(
-            DisplayName::parse("Ada\nLovelace"),
-            Err(DisplayNameError::ControlCharacter)
-        );
-        assert_eq!(
-            DisplayName::parse("Ada\u{1b}[31m"),
-            Err(DisplayNameError::ControlCharacter)
-        );
+        assert_eq!(DisplayName::parse("Ada\nLovelace"), Err(DisplayNameError::ControlCharacter));
+        assert_eq!(DisplayName::parse("Ada\u{1b}[31m"), Err(DisplayNameError::ControlCharacter));
     }
 
     proptest! {

@@ -104,10 +104,7 @@ impl Password {
         if !raw.chars().any(char::is_alphabetic) {
             broken.push(PasswordError::NoLetter);
         }
-        if !raw
-            .chars()
-            .any(|c| !c.is_alphabetic() && !c.is_whitespace())
-        {
+        if !raw.chars().any(|c| !c.is_alphabetic() && !c.is_whitespace()) {
             broken.push(PasswordError::NoDigitOrSymbol);
         }
         let mut chars = raw.chars();
@@ -116,11 +113,7 @@ impl Password {
         {
             broken.push(PasswordError::OneRepeatedCharacter);
         }
-        if length <= Self::MAX_CHARS
-            && COMMONEST
-                .iter()
-                .any(|common| common.eq_ignore_ascii_case(raw))
-        {
+        if length <= Self::MAX_CHARS && COMMONEST.iter().any(|common| common.eq_ignore_ascii_case(raw)) {
             broken.push(PasswordError::TooCommon);
         }
         broken
@@ -157,13 +150,8 @@ impl PasswordHash {
     /// parse simply never verifies.
     pub fn from_phc(phc: impl Into<String>) -> Result<Self, InvalidPasswordHash> {
         let phc = phc.into();
-        let outline_ok =
-            phc.len() > 1 && phc.starts_with('$') && phc.bytes().all(|b| b.is_ascii_graphic());
-        if outline_ok {
-            Ok(Self(phc))
-        } else {
-            Err(InvalidPasswordHash)
-        }
+        let outline_ok = phc.len() > 1 && phc.starts_with('$') && phc.bytes().all(|b| b.is_ascii_graphic());
+        if outline_ok { Ok(Self(phc)) } else { Err(InvalidPasswordHash) }
     }
 
     /// The PHC string, for storing.
@@ -191,10 +179,7 @@ mod tests {
 
     #[test]
     fn keeps_surrounding_spaces_because_they_are_part_of_the_secret() {
-        assert_eq!(
-            Password::parse(" tr0ub4dor&3 ").unwrap().expose(),
-            " tr0ub4dor&3 "
-        );
+        assert_eq!(Password::parse(" tr0ub4dor&3 ").unwrap().expose(), " tr0ub4dor&3 ");
     }
 
     #[test]
@@ -223,10 +208,7 @@ mod tests {
 
     #[test]
     fn rejects_password_of_letters_only() {
-        assert_eq!(
-            Password::parse("correct horse battery"),
-            Err(PasswordError::NoDigitOrSymbol)
-        );
+        assert_eq!(Password::parse("correct horse battery"), Err(PasswordError::NoDigitOrSymbol));
     }
 
     #[test]
@@ -256,11 +238,7 @@ mod tests {
     fn lists_every_broken_rule_at_once() {
         assert_eq!(
             Password::violations("aaaa"),
-            vec![
-                PasswordError::TooShort,
-                PasswordError::NoDigitOrSymbol,
-                PasswordError::OneRepeatedCharacter,
-            ]
+            vec![PasswordError::TooShort, PasswordError::NoDigitOrSymbol, PasswordError::OneRepeatedCharacter,]
         );
     }
 

@@ -20,22 +20,11 @@ pub struct RegistrationInput {
     pub email: String,
     /// At least 10 characters with a letter and a digit or symbol; not a common password.
     #[serde(default)]
-    #[schema(
-        required = true,
-        example = "correct-horse-42",
-        format = "password",
-        min_length = 10,
-        max_length = 128
-    )]
+    #[schema(required = true, example = "correct-horse-42", format = "password", min_length = 10, max_length = 128)]
     pub password: String,
     /// The name to be shown by, 1 to 100 characters.
     #[serde(default)]
-    #[schema(
-        required = true,
-        example = "Ada Lovelace",
-        min_length = 1,
-        max_length = 100
-    )]
+    #[schema(required = true, example = "Ada Lovelace", min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -70,11 +59,7 @@ pub use chassis::problem::FieldError;
 pub struct ValidationErrors(Vec<FieldError>);
 
 fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{} {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }
 
 impl ValidationErrors {
@@ -94,9 +79,7 @@ impl RegistrationInput {
     pub fn validate(self) -> Result<ValidRegistration, ValidationErrors> {
         let mut errors = Vec::new();
 
-        let email = Email::parse(&self.email)
-            .map_err(|e| errors.push(FieldError::new("email", e.to_string())))
-            .ok();
+        let email = Email::parse(&self.email).map_err(|e| errors.push(FieldError::new("email", e.to_string()))).ok();
 
         let violations = Password::violations(&self.password);
         for broken in &violations {
@@ -106,24 +89,15 @@ impl RegistrationInput {
         if let Some(email) = &email
             && self.password.trim().eq_ignore_ascii_case(email.as_str())
         {
-            errors.push(FieldError::new(
-                "password",
-                "must not be the same as the email",
-            ));
+            errors.push(FieldError::new("password", "must not be the same as the email"));
         }
         let password = Password::parse(&self.password).ok();
 
-        let name = DisplayName::parse(&self.name)
-            .map_err(|e| errors.push(FieldError::new("name", e.to_string())))
-            .ok();
+        let name = DisplayName::parse(&self.name).map_err(|e| errors.push(FieldError::new("name", e.to_string()))).ok();
 
         match (email, password, name) {
             (Some(email), Some(password), Some(name)) if errors.is_empty() => {
-                Ok(ValidRegistration {
-                    email,
-                    password,
-                    name,
-                })
+                Ok(ValidRegistration { email, password, name })
             }
             _ => Err(ValidationErrors(errors)),
         }
@@ -135,18 +109,12 @@ mod tests {
     use super::*;
 
     fn input(email: &str, password: &str, name: &str) -> RegistrationInput {
-        RegistrationInput {
-            email: email.into(),
-            password: password.into(),
-            name: name.into(),
-        }
+        RegistrationInput { email: email.into(), password: password.into(), name: name.into() }
     }
 
     #[test]
     fn accepts_a_valid_registration_and_normalises_it() {
-        let valid = input(" Ada@Example.com ", "correct-horse-42", " Ada ")
-            .validate()
-            .unwrap();
+        let valid = input(" Ada@Example.com ", "correct-horse-42", " Ada ").validate().unwrap();
         assert_eq!(valid.email.as_str(), "ada@example.com");
         assert_eq!(valid.password.expose(), "correct-horse-42");
         assert_eq!(valid.name.as_str(), "Ada");
@@ -154,18 +122,12 @@ mod tests {
 
     #[test]
     fn lists_every_invalid_field() {
-        let errors = input("nope", "short", "")
-            .validate()
-            .unwrap_err()
-            .into_inner();
+        let errors = input("nope", "short", "").validate().unwrap_err().into_inner();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["email", "password", "password", "name"]);
         assert_eq!(errors[0].message, "must contain an @");
         assert_eq!(errors[1].message, "must be at least 10 characters long");
-        assert_eq!(
-            errors[2].message,
-            "must contain at least one digit or symbol"
-        );
+        assert_eq!(errors[2].message, "must contain at least one digit or symbol");
         assert_eq!(errors[3].message, "must not be empty");
     }
 
@@ -174,23 +136,13 @@ mod tests {
         let parsed: RegistrationInput = serde_json::from_str("{}").unwrap();
         let errors = parsed.validate().unwrap_err();
         let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
-        assert!(
-            fields.contains(&"email") && fields.contains(&"password") && fields.contains(&"name")
-        );
+        assert!(fields.contains(&"email") && fields.contains(&"password") && fields.contains(&"name"));
     }
 
     #[test]
     fn rejects_password_equal_to_the_email() {
-        let errors = input("ada1@example.com", "Ada1@Example.com", "Ada")
-            .validate()
-            .unwrap_err();
-        assert_eq!(
-            errors.errors(),
-            &[FieldError::new(
-                "password",
-                "must not be the same as the email"
-            )]
-        );
+        let errors = input("ada1@example.com", "Ada1@Example.com", "Ada").validate().unwrap_err();
+        assert_eq!(errors.errors(), &[FieldError::new("password", "must not be the same as the email")]);
     }
 
     #[test]
@@ -201,12 +153,8 @@ mod tests {
 
     #[test]
     fn openapi_schema_marks_every_field_required() {
-        let schema =
-            serde_json::to_value(<RegistrationInput as utoipa::PartialSchema>::schema()).unwrap();
-        assert_eq!(
-            schema["required"],
-            serde_json::json!(["email", "password", "name"])
-        );
+        let schema = serde_json::to_value(<RegistrationInput as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["required"], serde_json::json!(["email", "password", "name"]));
     }
 
     #[test]

@@ -7,19 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A role granted to a user. Serialised in lowercase (`"customer"`, `"admin"`),
 /// which is also how it appears in tokens and in the `X-User-Roles` header.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Shops: places and follows their own orders.
@@ -56,10 +44,7 @@ impl FromStr for Role {
     type Err = UnknownRole;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == name)
-            .ok_or_else(|| UnknownRole(name.to_owned()))
+        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| UnknownRole(name.to_owned()))
     }
 }
 
@@ -69,10 +54,7 @@ mod tests {
 
     #[test]
     fn serialises_in_lowercase() {
-        assert_eq!(
-            serde_json::to_string(&Role::Customer).unwrap(),
-            r#""customer""#
-        );
+        assert_eq!(serde_json::to_string(&Role::Customer).unwrap(), r#""customer""#);
         assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), r#""admin""#);
     }
 
@@ -80,10 +62,7 @@ mod tests {
     fn parses_its_own_wire_names_only() {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
-            assert_eq!(
-                serde_json::from_str::<Role>(&format!("\"{role}\"")).unwrap(),
-                role
-            );
+            assert_eq!(serde_json::from_str::<Role>(&format!("\"{role}\"")).unwrap(), role);
         }
         assert!("Admin".parse::<Role>().is_err());
         assert!("root".parse::<Role>().is_err());

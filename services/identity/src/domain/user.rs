@@ -25,19 +25,7 @@ pub const USER_REGISTERED_V1: &str = "identity.user-registered.v1";
 
 /// A user's id: a UUIDv7 for users who sign up (time-ordered, so index inserts
 /// stay local), a UUIDv5 of the email for seeded accounts.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct UserId(Uuid);
 
@@ -169,11 +157,7 @@ impl User {
         Self::register_with_id(id, command, now)
     }
 
-    fn register_with_id(
-        id: UserId,
-        command: RegisterUser,
-        now: OffsetDateTime,
-    ) -> (User, UserEvent) {
+    fn register_with_id(id: UserId, command: RegisterUser, now: OffsetDateTime) -> (User, UserEvent) {
         let user = User {
             id,
             email: command.email,
@@ -199,14 +183,7 @@ impl User {
         roles: Vec<Role>,
         created_at: OffsetDateTime,
     ) -> User {
-        User {
-            id,
-            email,
-            name,
-            password_hash,
-            roles: normalise_roles(roles),
-            created_at,
-        }
+        User { id, email, name, password_hash, roles: normalise_roles(roles), created_at }
     }
 
     /// The user's id.
@@ -260,8 +237,7 @@ fn normalise_roles(mut roles: Vec<Role>) -> Vec<Role> {
 /// and PostgreSQL `timestamptz` keep, so a user read back equals the one written.
 fn to_storage_precision(now: OffsetDateTime) -> OffsetDateTime {
     let utc = now.to_offset(time::UtcOffset::UTC);
-    utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(utc)
+    utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000).unwrap_or(utc)
 }
 
 #[cfg(test)]
@@ -273,18 +249,14 @@ mod tests {
         RegisterUser {
             email: Email::parse("Ada@Example.com").unwrap(),
             name: DisplayName::parse("Ada Lovelace").unwrap(),
-            password_hash: PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
-                .unwrap(),
+            password_hash: PasswordHash::from_phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").unwrap(),
             roles,
         }
     }
 
     #[test]
     fn user_id_namespace_is_derived_from_the_identity_url() {
-        let derived = Uuid::new_v5(
-            &Uuid::NAMESPACE_URL,
-            b"https://bazaar.example/identity/users",
-        );
+        let derived = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://bazaar.example/identity/users");
         assert_eq!(USER_ID_NAMESPACE, derived);
     }
 
@@ -321,10 +293,8 @@ mod tests {
 
     #[test]
     fn roles_are_sorted_and_deduplicated() {
-        let (user, _) = User::register(
-            command(vec![Role::Admin, Role::Customer, Role::Admin]),
-            datetime!(2025-03-01 12:00 UTC),
-        );
+        let (user, _) =
+            User::register(command(vec![Role::Admin, Role::Customer, Role::Admin]), datetime!(2025-03-01 12:00 UTC));
         assert_eq!(user.roles(), &[Role::Customer, Role::Admin]);
         assert!(user.has_role(Role::Admin));
     }
@@ -333,10 +303,7 @@ mod tests {
     fn user_ids_print_and_parse_as_plain_uuids() {
         let id = UserId::new();
         assert_eq!(id.to_string().parse::<UserId>().unwrap(), id);
-        assert_eq!(
-            serde_json::to_value(id).unwrap(),
-            serde_json::json!(id.to_string())
-        );
+        assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(id.to_string()));
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub trait UserStore: Send + Sync + 'static {
     fn profile(&self, id: UserId) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
 
     /// Records a failed sign-in for `email_key` at `at_unix`.
-    fn record_login_failure(&self, email_key: &str, at_unix: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_login_failure(
+        &self,
+        email_key: &str,
+        at_unix: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// How many sign-ins for `email_key` failed since `since_unix`, and when the oldest of them was.
     fn login_failures_since(
@@ -77,5 +81,9 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Forgets the failures of `email_key` (after a successful sign-in) and
     /// every failure older than `before_unix` (housekeeping).
-    fn clear_login_failures(&self, email_key: &str, before_unix: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn clear_login_failures(
+        &self,
+        email_key: &str,
+        before_unix: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

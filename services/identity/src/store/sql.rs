@@ -50,7 +50,11 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         Email::parse(&email).map_err(corrupt)?,
         DisplayName::parse(&name).map_err(corrupt)?,
         PasswordHash::from_phc(hash).map_err(corrupt)?,
-        roles.split(',').filter(|r| !r.is_empty()).map(|r| r.parse::<Role>().map_err(corrupt)).collect::<Result<_, _>>()?,
+        roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| r.parse::<Role>().map_err(corrupt))
+            .collect::<Result<_, _>>()?,
         parse_time(&created_at)?,
     ))
 }
@@ -79,14 +83,16 @@ impl UserStore for SqlUserStore {
         // a separate process would, but in the same transaction.
         match event {
             UserEvent::Registered(registered) => {
-                sqlx::query("INSERT INTO user_profiles (id, email, name, roles, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(registered.user_id.to_string())
-                    .bind(registered.email.as_str())
-                    .bind(registered.name.as_str())
-                    .bind(roles_text(user.roles()))
-                    .bind(format_time(user.created_at())?)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO user_profiles (id, email, name, roles, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(registered.user_id.to_string())
+                .bind(registered.email.as_str())
+                .bind(registered.name.as_str())
+                .bind(roles_text(user.roles()))
+                .bind(format_time(user.created_at())?)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
