@@ -1,6 +1,9 @@
 //! End-to-end journeys through the gateway of a real platform: `bazaar up`
 //! with every service as its own process, on ephemeral ports, in a temp dir.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::Engine as _;

@@ -1,6 +1,9 @@
 //! `bazaar up`, `status` and `logs` as a user runs them: the real binary,
 //! its exit codes and messages, and the platform's life cycle.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::{Command, Output};
 use std::time::Duration;
 

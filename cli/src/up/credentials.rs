@@ -81,7 +81,7 @@ mod tests {
         let password = body["password"].as_str().unwrap_or_default();
         assert_eq!(password.len(), PASSWORD_LEN);
         assert!(password.bytes().all(|b| ALPHABET.contains(&b)), "{password}");
-        assert!(identity::domain::Password::parse(&password).is_ok(), "identity accepts {password}");
+        assert!(identity::domain::Password::parse(password).is_ok(), "identity accepts {password}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

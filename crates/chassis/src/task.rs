@@ -16,6 +16,8 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let ctx = crate::trace::current();
+    // The one place allowed to call tokio::spawn: everything else comes through here.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         // A panic inside a task would otherwise only surface if someone awaited the handle.
         let guarded = AssertUnwindSafe(fut).catch_unwind();

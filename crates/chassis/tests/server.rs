@@ -2,6 +2,9 @@
 //! metrics that Prometheus accepts, trace ids in and out, body limits,
 //! panics, and a graceful shutdown that lets in-flight requests finish.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use axum::Router;

@@ -1,5 +1,8 @@
 //! The PostgreSQL fixture against the real server binaries.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use sqlx::Connection as _;
 
 #[tokio::test]

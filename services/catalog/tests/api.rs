@@ -3,6 +3,9 @@
 //! inputs a client can send. The caller's identity is set the way the gateway
 //! sets it (`X-User-Id`, `X-User-Roles`).
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chassis::server::{Shutdown, ShutdownTrigger};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};

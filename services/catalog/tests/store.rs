@@ -1,6 +1,9 @@
 //! The catalog store contract, run on SQLite and on a real PostgreSQL server.
 //! Each case gets a fresh, migrated, seeded database.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use catalog::app::Catalog;

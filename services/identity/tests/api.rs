@@ -1,6 +1,9 @@
 //! Identity's HTTP API on a real socket and a real SQLite file: sign-up,
 //! sign-in, the profile, the JWKS, and the bad inputs a client can send.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 
 use chassis::server::{Shutdown, ShutdownTrigger};

@@ -1,6 +1,9 @@
 //! The identity store contract, run on SQLite and on a real PostgreSQL server.
 //! Each case gets a fresh, migrated database.
 
+// Integration tests: a failed expect or unwrap is a failed assertion with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use chassis::db::Db;
 use identity::domain::{DisplayName, Email, PasswordHash, RegisterUser, Role, User, UserId};
 use identity::store::{SqlUserStore, StoreError, UserStore};
