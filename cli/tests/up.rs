@@ -188,3 +188,24 @@ async fn distributed_profile_gives_each_service_its_own_postgres_database() {
     assert!(!platform.data_dir().join("services/catalog/catalog.sqlite").exists(), "no SQLite file in this profile");
     assert!(platform.stop().is_some_and(|s| s.success()));
 }
+
+#[test]
+fn serve_stops_at_start_naming_a_bad_key_and_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().to_string_lossy().into_owned();
+    let from_env = Command::new(BIN)
+        .args(["serve", "catalog", "--data-dir", &data, "--port", "0"])
+        .env("BAZAAR_CATALOG__HTTP__PROT", "9000")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bazaar: {e}"));
+    assert!(!from_env.status.success());
+    assert!(stderr(&from_env).contains("catalog.http.prot"), "{}", stderr(&from_env));
+    assert!(stderr(&from_env).contains("unknown field"), "{}", stderr(&from_env));
+
+    let file = dir.path().join("bazaar.toml");
+    std::fs::write(&file, "[catalog]\ncache_max_age_secs = \"soon\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let from_file = bazaar(&["serve", "catalog", "--data-dir", &data, "--port", "0", "--config", &file.to_string_lossy()]);
+    assert!(!from_file.status.success());
+    assert!(stderr(&from_file).contains("catalog.cache_max_age_secs"), "{}", stderr(&from_file));
+    assert!(stderr(&from_file).contains("bazaar.toml"), "the message names the file: {}", stderr(&from_file));
+}

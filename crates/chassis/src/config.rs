@@ -126,7 +126,14 @@ fn describe(section: &str, error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = if e.path.is_empty() { section.to_owned() } else { format!("{section}.{}", e.path.join(".")) };
-            let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!("{} {source}", m.name),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_default();
             let source = if source.is_empty() { String::new() } else { format!(" (from {source})") };
             format!("{key}: {}{source}", e.kind)
         })
