@@ -130,6 +130,8 @@ fn describe(section: &str, error: figment::Error) -> String {
                 .metadata
                 .as_ref()
                 .map(|m| match &m.source {
+                    // Values built in code: the defaults never fail, so this is a flag.
+                    Some(figment::Source::Code(_)) => "command-line flags".to_owned(),
                     Some(source) => format!("{} {source}", m.name),
                     None => m.name.to_string(),
                 })
