@@ -31,10 +31,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let path = req.uri().path().to_owned();
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(&rejection).with_instance(path)),
+            Err(rejection) => Err(json_problem(&rejection)),
         }
     }
 }
@@ -83,7 +82,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
                 let text = e.body_text();
                 let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_owned();
-                Err(Problem::validation(vec![FieldError::new("query", detail)]).with_instance(parts.uri.path()))
+                Err(Problem::validation(vec![FieldError::new("query", detail)]))
             }
             Err(_) => Err(Problem::bad_request("bad_query", "The query string could not be read.")),
         }

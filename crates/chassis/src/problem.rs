@@ -13,6 +13,16 @@ use crate::trace;
 /// The media type of a problem document.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+tokio::task_local! {
+    /// The path of the request being handled, so every problem names its `instance`.
+    static REQUEST_PATH: String;
+}
+
+/// Runs `fut` (a request's handling) with `path` as the `instance` of any problem it makes.
+pub async fn scope_instance<F: Future>(path: String, fut: F) -> F::Output {
+    REQUEST_PATH.scope(path, fut).await
+}
+
 /// One invalid field of a request body or query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -65,7 +75,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            instance: None,
+            instance: REQUEST_PATH.try_with(Clone::clone).ok(),
             trace_id: trace::current().map(|t| t.trace_id_hex()),
             code: code.to_owned(),
             errors: Vec::new(),
@@ -126,12 +136,6 @@ impl Problem {
         problem
     }
 
-    /// Sets the `instance` (the request path).
-    pub fn with_instance(mut self, path: impl Into<String>) -> Self {
-        self.instance = Some(path.into());
-        self
-    }
-
     /// Sets `Retry-After`.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
@@ -161,7 +165,7 @@ impl IntoResponse for Problem {
 
 /// A problem for a path no route matches; the fallback of every router.
 pub async fn route_not_found(uri: axum::http::Uri) -> Problem {
-    Problem::not_found(format!("No resource at {}", uri.path())).with_instance(uri.path())
+    Problem::not_found(format!("No resource at {}", uri.path()))
 }
 
 #[cfg(test)]

@@ -126,7 +126,8 @@ pub fn stack(routes: Router, health: &Health, body_limit: usize) -> Router {
 async fn trace_context(request: Request, next: Next) -> Response {
     let incoming = request.headers().get(trace::HEADER).and_then(|v| v.to_str().ok());
     let ctx = TraceContext::from_incoming(incoming);
-    let mut response = ctx.scope(next.run(request)).await;
+    let path = request.uri().path().to_owned();
+    let mut response = ctx.scope(problem::scope_instance(path, next.run(request))).await;
     if let Ok(value) = HeaderValue::from_str(&ctx.trace_id_hex()) {
         response.headers_mut().insert(TRACE_ID_HEADER, value);
     }
@@ -195,7 +196,7 @@ async fn ensure_problem(request: Request, next: Next) -> Response {
         s if s.is_server_error() => ("internal", "The service failed to handle the request.".to_owned()),
         _ => ("bad_request", "The request could not be handled.".to_owned()),
     };
-    let mut problem = Problem::new(status, code, detail).with_instance(path);
+    let mut problem = Problem::new(status, code, detail);
     if let Some(retry) = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.parse().ok()) {
         problem = problem.with_retry_after(retry);
     }

@@ -81,6 +81,7 @@ async fn errors_are_problem_documents_with_the_trace_id() {
         let body: serde_json::Value = response.json().await.expect("json");
         assert_eq!(body["status"], status);
         assert_eq!(body["trace_id"], trace, "{path}: the problem names the trace");
+        assert_eq!(body["instance"], path, "{path}: the problem names the request path");
         assert!(!body["detail"].as_str().unwrap_or("").contains("handler bug"), "no internal text leaks");
     }
 }
@@ -115,25 +116,7 @@ async fn metrics_count_requests_per_route_and_pass_promtool() {
     let text = reqwest::get(format!("{}/metrics", app.base)).await.expect("metrics").text().await.expect("text");
     assert!(text.contains(r#"http_requests_total{route="/hello",method="GET",status="200"}"#), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
-    let Some(promtool) = testkit::require("promtool") else { return };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    {
-        use std::io::Write as _;
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
-    }
-    let output = child.wait_with_output().expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "promtool rejected /metrics:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    testkit::assert_promtool_accepts(&text);
 }
 
 #[tokio::test]

@@ -84,6 +84,33 @@ pub fn require(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Checks a `/metrics` body with `promtool check metrics` (Prometheus's own
+/// linter); skips loudly when promtool is not installed (fails when `CI=true`).
+///
+/// # Panics
+/// When promtool rejects the text, with its complaints.
+pub fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write as _;
+    let Some(promtool) = require("promtool") else { return };
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool does not start: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(metrics.as_bytes()).unwrap_or_else(|e| panic!("writing to promtool: {e}"));
+    }
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        output.status.success(),
+        "promtool rejected the metrics:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A PostgreSQL server for this test, or `None` after [`skip`]ping when its
 /// binaries are not installed (a panic when `CI=true`):
 /// `let Some(pg) = testkit::postgres_or_skip().await else { return };`

@@ -179,18 +179,23 @@ pub trait JwksSource: Send + Sync {
     fn fetch(&self) -> impl Future<Output = Result<JwkSet, JwksError>> + Send;
 }
 
-/// The identity service's `/.well-known/jwks.json`, fetched over HTTP.
-#[derive(Debug, Clone)]
+/// The identity service's `/.well-known/jwks.json`, fetched over HTTP from any
+/// of its instances: each fetch starts at the next one and moves on when one
+/// fails, so one instance down does not stop key refreshes. Fetches carry the
+/// trace context like every other outgoing call.
+#[derive(Debug)]
 pub struct HttpJwksSource {
     client: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     timeout: Duration,
 }
 
 impl HttpJwksSource {
-    /// A source fetching `url` with `client`, giving up after two seconds.
-    pub fn new(client: reqwest::Client, url: impl Into<String>) -> Self {
-        HttpJwksSource { client, url: url.into(), timeout: Duration::from_secs(2) }
+    /// A source fetching from `urls` (one per identity instance) with `client`,
+    /// giving up on each after two seconds.
+    pub fn new(client: reqwest::Client, urls: Vec<String>) -> Self {
+        HttpJwksSource { client, urls, next: std::sync::atomic::AtomicUsize::new(0), timeout: Duration::from_secs(2) }
     }
 
     /// The same source with a different per-fetch timeout.
@@ -199,17 +204,11 @@ impl HttpJwksSource {
         self
     }
 
-    /// The URL fetched.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl JwksSource for HttpJwksSource {
-    async fn fetch(&self) -> Result<JwkSet, JwksError> {
-        let failed = |source| JwksError::Fetch { url: self.url.clone(), source };
+    async fn fetch_one(&self, url: &str) -> Result<JwkSet, JwksError> {
+        let failed = |source| JwksError::Fetch { url: url.to_owned(), source };
         self.client
-            .get(&self.url)
+            .get(url)
+            .header(chassis::trace::HEADER, chassis::trace::outgoing_header())
             .timeout(self.timeout)
             .send()
             .await
@@ -218,6 +217,21 @@ impl JwksSource for HttpJwksSource {
             .json::<JwkSet>()
             .await
             .map_err(failed)
+    }
+}
+
+impl JwksSource for HttpJwksSource {
+    async fn fetch(&self) -> Result<JwkSet, JwksError> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = Err(JwksError::Unavailable("no identity instance is configured".into()));
+        for n in 0..self.urls.len() {
+            let url = &self.urls[(start + n) % self.urls.len()];
+            last = self.fetch_one(url).await;
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
     }
 }
 
@@ -438,6 +452,12 @@ impl<S: JwksSource> JwtVerifier<S> {
         let before = self.cache.len();
         self.cache.retain(|_, entry| now_unix < entry.valid_until);
         before.saturating_sub(self.cache.len())
+    }
+
+    /// Whether `token` was verified before and is still valid at `now_unix`, so
+    /// checking it costs no signature verification.
+    pub fn is_cached(&self, token: &str, now_unix: u64) -> bool {
+        self.cache.get(token).is_some_and(|entry| now_unix < entry.valid_until)
     }
 
     /// Verifies `token` at `now_unix` (seconds since the Unix epoch) with the keys
@@ -1034,7 +1054,7 @@ mod tests {
             );
             socket.write_all(response.as_bytes()).await.unwrap();
         };
-        let source = HttpJwksSource::new(reqwest::Client::new(), format!("http://{address}/.well-known/jwks.json"));
+        let source = HttpJwksSource::new(reqwest::Client::new(), vec![format!("http://{address}/.well-known/jwks.json")]);
         let v = JwtVerifier::new(source, VerifierOptions::default());
         let ((), fetched) = tokio::join!(serve, v.refresh(NOW));
         assert_eq!(fetched.unwrap(), 1);

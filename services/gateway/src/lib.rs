@@ -3,9 +3,9 @@
 //! identity-issued JWT, enforces per-client rate limits, serves public reads from
 //! a shared response cache, and rewrites headers on the way through.
 //!
-//! The modules here are the pure building blocks of that edge: no sockets, no
-//! timers, no sleeping. Each takes the current time as an argument, so its rules
-//! are tested by moving time by hand.
+//! The edge's rules (rate limits, cache, routing, token checks) are pure
+//! building blocks that take the current time as an argument, so they are
+//! tested by moving time by hand; `proxy` and `docs` do the I/O around them.
 //!
 //! # Layout
 //!
@@ -68,11 +68,15 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         cache::ResponseCache::new(config.cache.max_entries, config.cache.max_body_bytes)
             .with_default_stale_grace(Duration::from_secs(config.cache.stale_grace_secs))
     });
-    let jwks_base =
-        config.upstreams.get(&config.auth.jwks_service).and_then(|instances| instances.first()).ok_or_else(|| {
-            rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into())
-        })?;
-    let source = jwt::HttpJwksSource::new(reqwest::Client::new(), format!("{jwks_base}{}", config.auth.jwks_path));
+    let jwks_urls: Vec<String> = config
+        .upstreams
+        .get(&config.auth.jwks_service)
+        .filter(|instances| !instances.is_empty())
+        .ok_or_else(|| rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into()))?
+        .iter()
+        .map(|base| format!("{base}{}", config.auth.jwks_path))
+        .collect();
+    let source = jwt::HttpJwksSource::new(reqwest::Client::new(), jwks_urls);
     let verifier = jwt::JwtVerifier::new(
         source,
         jwt::VerifierOptions { refresh_interval: Duration::from_secs(config.auth.refresh_secs), ..Default::default() },
@@ -110,27 +114,8 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         })
         .build();
 
-    let maintenance = edge.clone();
-    chassis::task::spawn("gateway-maintenance", async move {
-        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-        loop {
-            tick.tick().await;
-            let now = maintenance.clock.now();
-            if let Some(limits) = &maintenance.limits {
-                limits.sweep(now);
-            }
-            if let Some(cache) = &maintenance.cache {
-                cache.purge_expired(now);
-            }
-            let unix = jwt::unix_now();
-            maintenance.verifier.purge_expired(unix);
-            if let Err(error) = maintenance.verifier.refresh_if_due(unix).await {
-                tracing::warn!(error = %error, "could not refresh the signing keys");
-            }
-        }
-        #[allow(unreachable_code)]
-        Ok::<(), std::convert::Infallible>(())
-    });
+    chassis::task::spawn("gateway-maintenance", maintain(edge.clone()));
+    proxy::describe_metrics();
 
     let docs = Arc::new(docs::ApiDocs::new(edge.clone()));
     let routes = Router::new()
@@ -139,6 +124,27 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         .with_state(edge)
         .merge(docs.router());
     Ok(Service::new(NAME, routes, health, &config.http))
+}
+
+/// Sweeps idle rate-limit buckets, expired cache entries and verified tokens,
+/// and refreshes the signing keys when due; runs for the life of the process.
+async fn maintain(edge: Arc<proxy::Edge>) -> Result<(), std::convert::Infallible> {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = edge.clock.now();
+        if let Some(limits) = &edge.limits {
+            limits.sweep(now);
+        }
+        if let Some(cache) = &edge.cache {
+            cache.purge_expired(now);
+        }
+        let unix = jwt::unix_now();
+        edge.verifier.purge_expired(unix);
+        if let Err(error) = edge.verifier.refresh_if_due(unix).await {
+            tracing::warn!(error = %error, "could not refresh the signing keys");
+        }
+    }
 }
 
 /// `bazaar serve gateway`: loads the configuration, builds and serves until shutdown.

@@ -118,7 +118,40 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 
 fn reject(reason: &'static str, problem: Problem) -> Response {
     metrics::counter!(EDGE_REJECTIONS, "reason" => reason).increment(1);
-    problem.into_response()
+    let unauthorized = problem.status == StatusCode::UNAUTHORIZED.as_u16();
+    let mut response = problem.into_response();
+    if unauthorized {
+        // RFC 6750: a 401 names the scheme the client should use.
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"bazaar\""));
+    }
+    response
+}
+
+/// The 429 answer for a limited client, with its `Retry-After` and `RateLimit` headers.
+fn rate_limited(decision: crate::ratelimit::Decision) -> Response {
+    let retry = decision.retry_after_secs().unwrap_or(1);
+    let problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("Too many requests from this client; retry in {retry} s."),
+    )
+    .with_retry_after(retry);
+    let mut response = reject("rate_limit", problem);
+    for (name, value) in decision.headers() {
+        // Insert, not append: the problem already set a Retry-After.
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// Describes the gateway's metrics for `/metrics` (Prometheus wants help text for each).
+pub fn describe_metrics() {
+    // Descriptions go to the installed recorder: install it first.
+    chassis::metrics::handle();
+    metrics::describe_counter!(UPSTREAM_REQUESTS, "Requests forwarded to an upstream, by service and status.");
+    metrics::describe_histogram!(UPSTREAM_DURATION, metrics::Unit::Seconds, "Time until an upstream's response headers.");
+    metrics::describe_counter!(EDGE_REJECTIONS, "Requests refused at the edge, by reason.");
+    metrics::describe_counter!(CACHE_LOOKUPS, "Response cache lookups, by result (hit, miss, stale).");
 }
 
 fn auth_problem(error: &AuthError) -> Problem {
@@ -147,7 +180,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     let Some(route) = edge.routes.match_path(parts.uri.path()) else {
         return reject(
             "no_route",
-            Problem::not_found(format!("No resource at {}", parts.uri.path())).with_instance(parts.uri.path()),
+            Problem::not_found(format!("No resource at {}", parts.uri.path())),
         );
     };
     let label = RouteLabel(Arc::from(route.prefix()));
@@ -155,6 +188,17 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     strip_client_identity(&mut parts.headers);
     strip_hop_by_hop(&mut parts.headers);
 
+    // A token not seen before costs a signature check: those are limited per
+    // IP like anonymous calls, so a flood of forged tokens is throttled too.
+    let now = edge.clock.now();
+    if let (Some(limits), Ok(Some(token))) = (&edge.limits, bearer_token(&parts.headers))
+        && !edge.verifier.is_cached(token, unix_now())
+    {
+        let decision = limits.check(&ClientKey::Ip(client_ip), now);
+        if !decision.is_allowed() {
+            return with_label(rate_limited(decision), label);
+        }
+    }
     // Authentication: a token that is present must be valid, whatever the route's policy.
     let principal: Option<Arc<Principal>> = match bearer_token(&parts.headers) {
         Ok(None) => None,
@@ -174,24 +218,14 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         return with_label(reject("policy", problem), label);
     }
     // Rate limit per user when signed in, else per IP.
-    let now = edge.clock.now();
     let mut limit_headers = Vec::new();
     if let Some(limits) = &edge.limits {
         let key = principal.as_ref().map_or(ClientKey::Ip(client_ip), |p| ClientKey::User(p.user_id()));
         let decision = limits.check(&key, now);
-        limit_headers = decision.headers();
         if !decision.is_allowed() {
-            let retry = decision.retry_after_secs().unwrap_or(1);
-            let problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("Too many requests from this client; retry in {retry} s."),
-            )
-            .with_retry_after(retry);
-            let mut response = reject("rate_limit", problem);
-            response.headers_mut().extend(limit_headers);
-            return with_label(response, label);
+            return with_label(rate_limited(decision), label);
         }
+        limit_headers = decision.headers();
     }
 
     let had_authorization = cache::has_authorization(&parts.headers);
@@ -311,6 +345,15 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
                 break Ok((instance, response));
             }
             Ok(Err(error)) => {
+                // A body the client broke off or sent too much of is the client's fault, not the instance's.
+                if let Some(status) = client_body_fault(&error) {
+                    let problem = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        Problem::new(status, "body_too_large", "The request body is too large.")
+                    } else {
+                        Problem::bad_request("unreadable_body", "The request body could not be read to its end.")
+                    };
+                    return with_label(reject("client_body", problem), label);
+                }
                 edge.upstreams.report(&instance, false, edge.clock.now());
                 tracing::warn!(service = %service, instance = instance.base_url(), error = %error, "upstream call failed");
                 if error.is_connect() && retryable && attempt < 2 {
@@ -402,6 +445,23 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     };
     finish(&mut response, &request_id, limit_headers);
     with_label(response, label)
+}
+
+/// Whether a failed upstream call failed because of the client's request body:
+/// 413 when it went over the body limit, 400 when it broke off; `None` when the
+/// upstream side failed.
+fn client_body_fault(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    let mut from_request_body = false;
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return Some(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        // hyper calls an error of the body it was given to send a "user" error.
+        from_request_body |= error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user);
+        cause = error.source();
+    }
+    from_request_body.then_some(StatusCode::BAD_REQUEST)
 }
 
 /// Whether a response may be stored, judged from its headers before reading its body.

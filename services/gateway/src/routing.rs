@@ -10,8 +10,8 @@
 //! that doubles on each repeated ejection up to a cap; the instance is then
 //! re-admitted. If every instance of a service is ejected the pool fails open and
 //! returns the one whose ejection ends soonest: a request that might succeed beats
-//! a guaranteed 503, and the circuit breaker in front of the pool is the layer
-//! that decides to stop trying altogether.
+//! a guaranteed 503. (Deciding to stop trying altogether is a circuit
+//! breaker's job, a separate layer.)
 
 use std::borrow::Cow;
 use std::collections::HashMap;
