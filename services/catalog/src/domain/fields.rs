@@ -179,8 +179,12 @@ impl Attributes {
         }
     }
 
-    /// Validates that `map` is of acceptable size.
+    /// Validates that `map` is of acceptable size and holds no NUL character.
     pub fn from_map(map: Map<String, Value>) -> Result<Self, InvalidValue> {
+        // NUL has no place in an attribute, and PostgreSQL's JSONB cannot store it.
+        if map.iter().any(|(key, value)| key.contains('\0') || has_nul(value)) {
+            return Err(InvalidValue::Format("must not contain NUL characters"));
+        }
         let mut counter = ByteCounter(0);
         serde_json::to_writer(&mut counter, &map).map_err(|_| InvalidValue::Format("must be serialisable as JSON"))?;
         if counter.0 > Self::MAX_BYTES {
@@ -202,6 +206,16 @@ impl Attributes {
     /// The attributes as a JSON object value.
     pub fn into_value(self) -> Value {
         Value::Object(self.0)
+    }
+}
+
+/// Whether any string or key inside `value` contains a NUL character.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -229,6 +243,19 @@ impl io::Write for ByteCounter {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn attributes_refuse_nul_in_keys_and_nested_values() {
+        for bad in [
+            serde_json::json!({"a\u{0}": 1}),
+            serde_json::json!({"colour": "te\u{0}al"}),
+            serde_json::json!({"sizes": ["S", {"x": "\u{0}"}]}),
+        ] {
+            assert!(Attributes::new(bad.clone()).is_err(), "{bad}");
+        }
+        assert!(Attributes::new(serde_json::json!({"note": "tab\tand line\nbreak"})).is_ok());
+    }
+
     use serde_json::json;
 
     use super::*;
