@@ -18,6 +18,10 @@ use crate::problem::{FieldError, Problem};
 pub const USER_ID_HEADER: &str = "x-user-id";
 /// The header carrying the verified roles, comma-separated.
 pub const USER_ROLES_HEADER: &str = "x-user-roles";
+/// The `iss` of every access token: the identity service issues them.
+pub const TOKEN_ISSUER: &str = "bazaar-identity";
+/// The `aud` of every access token: the platform behind the gateway.
+pub const TOKEN_AUDIENCE: &str = "bazaar";
 /// The role of shop administrators.
 pub const ROLE_ADMIN: &str = "admin";
 /// The role of shoppers.

@@ -34,6 +34,12 @@ const EDGE_RESPONSES: [(&str, &str); 7] = [
     ("504", "The service behind this route did not answer in time"),
 ];
 
+/// The statuses every operation with a JSON body can also answer.
+const BODY_RESPONSES: [(&str, &str); 2] = [
+    ("400", "The body is not valid JSON"),
+    ("415", "The body was not sent as application/json"),
+];
+
 /// Builds and caches the merged document.
 pub struct ApiDocs {
     edge: Arc<Edge>,
@@ -136,8 +142,10 @@ fn schema_of<T: utoipa::PartialSchema>() -> Value {
 fn with_edge_responses(mut item: Value) -> Value {
     if let Some(operations) = item.as_object_mut() {
         for operation in operations.values_mut() {
+            let takes_body = operation.get("requestBody").is_some();
             let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
-            for (status, description) in EDGE_RESPONSES {
+            let body_responses: &[(&str, &str)] = if takes_body { &BODY_RESPONSES } else { &[] };
+            for &(status, description) in EDGE_RESPONSES.iter().chain(body_responses) {
                 responses.entry(status).or_insert_with(|| {
                     json!({"description": description,
                            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
@@ -169,6 +177,7 @@ mod tests {
         for status in ["200", "401", "403", "413", "429", "503"] {
             assert!(responses[status].is_object(), "missing {status}");
         }
+        assert!(responses["415"].is_null(), "a GET takes no body");
         assert_eq!(merged["components"]["schemas"]["Product"]["type"], "object");
         assert!(merged["components"]["schemas"]["Problem"]["properties"]["status"].is_object());
     }

@@ -35,9 +35,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 /// The issuer the identity service writes into `iss`.
-pub const ISSUER: &str = "bazaar-identity";
+pub const ISSUER: &str = chassis::extract::TOKEN_ISSUER;
 /// The audience the identity service writes into `aud`.
-pub const AUDIENCE: &str = "bazaar";
+pub const AUDIENCE: &str = chassis::extract::TOKEN_AUDIENCE;
 
 /// Tokens longer than this are refused unread: real ones are a few hundred bytes,
 /// and the cache keys on the whole string.

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Nanos, duration_to_nanos};
 
 /// The role that [`Policy::Admin`] routes require.
-pub const ADMIN_ROLE: &str = "admin";
+pub const ADMIN_ROLE: &str = chassis::extract::ROLE_ADMIN;
 
 /// A routing table or upstream list that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
