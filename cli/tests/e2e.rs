@@ -211,7 +211,11 @@ async fn health_documents_have_the_documented_shape() {
         assert_eq!(service["status"], "healthy");
         assert_eq!(service["checks"]["database"]["status"], "healthy");
         assert!(service["checks"]["database"]["responseTime"].as_str().is_some_and(|t| t.ends_with("ms")));
+        let metrics = api.client.get(url.replace("/health", "/metrics")).send().await.expect("metrics");
+        testkit::assert_promtool_accepts(&metrics.text().await.expect("text"));
     }
+    let gateway_metrics = api.client.get(format!("{}/metrics", platform.gateway_url())).send().await.expect("metrics");
+    testkit::assert_promtool_accepts(&gateway_metrics.text().await.expect("text"));
 }
 
 #[tokio::test]
@@ -235,6 +239,10 @@ async fn one_request_is_one_trace_in_gateway_and_service_logs() {
     })
     .await;
     assert!(found, "gateway: {:?}\ncatalog: {:?}", in_trace("gateway"), in_trace("catalog"));
+    let access = in_trace("gateway").into_iter().find(|l| l["message"] == "request handled").expect("an access line");
+    assert!(access["metadata"]["upstream"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")), "{access}");
+    assert_eq!(access["metadata"]["cache"], "miss", "{access}");
+    assert_eq!(access["metadata"]["status"], 200, "{access}");
     let gateway_span = in_trace("gateway")[0]["spanId"].clone();
     let catalog_span = in_trace("catalog")[0]["spanId"].clone();
     assert_ne!(gateway_span, catalog_span, "each hop has its own span");

@@ -28,6 +28,18 @@ pub const TRACE_ID_HEADER: &str = "x-trace-id";
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub std::sync::Arc<str>);
 
+/// What a proxy adds to a request's access-log line, put in the response's
+/// extensions: which instance answered, what the cache did, and who called.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyNote {
+    /// The upstream instance's base URL.
+    pub upstream: Option<String>,
+    /// `hit`, `miss` or `stale` when the cache was consulted.
+    pub cache: Option<&'static str>,
+    /// The verified caller's user id.
+    pub user_id: Option<String>,
+}
+
 /// A shutdown signal passed down to everything that must stop: cloneable,
 /// and every clone sees the trigger.
 #[derive(Debug, Clone)]
@@ -164,10 +176,15 @@ async fn observe(request: Request, next: Next) -> Response {
     }
     // Probes and scrapes would drown the access log; they are counted in metrics instead.
     if !path.starts_with("/health") && path != "/metrics" {
-        tracing::info!(
-            method = %method, path = %path, route = %route, status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0, "request handled"
-        );
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        match response.extensions().get::<ProxyNote>() {
+            Some(note) => tracing::info!(
+                method = %method, path = %path, route = %route, status, duration_ms,
+                upstream = note.upstream.as_deref().unwrap_or("-"), cache = note.cache.unwrap_or("-"),
+                user_id = note.user_id.as_deref().unwrap_or("-"), "request handled"
+            ),
+            None => tracing::info!(method = %method, path = %path, route = %route, status, duration_ms, "request handled"),
+        }
     }
     response
 }

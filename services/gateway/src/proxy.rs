@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chassis::extract::{USER_ID_HEADER, USER_ROLES_HEADER};
 use chassis::problem::Problem;
-use chassis::server::RouteLabel;
+use chassis::server::{ProxyNote, RouteLabel};
 use http_body_util::BodyExt as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -26,7 +26,7 @@ use crate::cache::{self, CacheControl, CacheKey, Lookup, ResponseCache, X_CACHE}
 use crate::clock::MonotonicClock;
 use crate::jwt::{AuthError, HttpJwksSource, JwtVerifier, Principal, unix_now};
 use crate::ratelimit::{ClientKey, ClientLimits};
-use crate::routing::{Denial, RouteTable, Upstreams};
+use crate::routing::{Denial, Instance, RouteTable, Upstreams};
 
 /// The request id header, set on the way in and echoed on the way out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -235,13 +235,19 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         }
         _ => None,
     };
+    let user_id = principal.as_ref().map(|p| p.user_id().to_string());
+    let note = |upstream: Option<&Instance>, cache: Option<&'static str>| ProxyNote {
+        upstream: upstream.map(|i| i.base_url().to_owned()),
+        cache,
+        user_id: user_id.clone(),
+    };
     let mut stale = None;
     if let (Some(cache), Some(key)) = (&edge.cache, &cache_key) {
         match cache.get(key, now) {
             Lookup::Fresh(hit) => {
                 metrics::counter!(CACHE_LOOKUPS, "result" => "hit").increment(1);
                 let mut response = cached_response(&hit, "hit", now);
-                finish(&mut response, &request_id, limit_headers);
+                finish(&mut response, &request_id, limit_headers, note(None, Some("hit")));
                 return with_label(response, label);
             }
             Lookup::Stale(entry) => stale = Some(entry),
@@ -368,7 +374,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
             }
         }
     };
-    let (_instance, upstream) = match upstream {
+    let (instance, upstream) = match upstream {
         Ok(ok) => ok,
         Err(status) => {
             metrics::counter!(UPSTREAM_REQUESTS, "service" => service.clone(), "status" => status.as_u16().to_string())
@@ -376,7 +382,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
             if let Some(entry) = stale {
                 metrics::counter!(CACHE_LOOKUPS, "result" => "stale").increment(1);
                 let mut response = cached_response(&entry, "stale", edge.clock.now());
-                finish(&mut response, &request_id, limit_headers);
+                finish(&mut response, &request_id, limit_headers, note(None, Some("stale")));
                 return with_label(response, label);
             }
             let problem = if status == StatusCode::GATEWAY_TIMEOUT {
@@ -398,7 +404,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     {
         metrics::counter!(CACHE_LOOKUPS, "result" => "stale").increment(1);
         let mut response = cached_response(&entry, "stale", edge.clock.now());
-        finish(&mut response, &request_id, limit_headers);
+        finish(&mut response, &request_id, limit_headers, note(Some(&instance), Some("stale")));
         return with_label(response, label);
     }
     if let Some(cache) = &edge.cache
@@ -408,6 +414,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         cache.invalidate_after(&method, parts.uri.path());
     }
 
+    let cache_consulted = cache_key.is_some().then_some("miss");
     let (mut head, incoming) = upstream.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let mut response = match (&edge.cache, cache_key) {
@@ -443,7 +450,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         // Bodies stream through untouched when there is nothing to cache.
         _ => Response::from_parts(head, Body::new(incoming)),
     };
-    finish(&mut response, &request_id, limit_headers);
+    finish(&mut response, &request_id, limit_headers, note(Some(&instance), cache_consulted));
     with_label(response, label)
 }
 
@@ -493,10 +500,17 @@ fn cached_response(entry: &cache::CachedResponse, state: &'static str, now: crat
     response
 }
 
-fn finish(response: &mut Response, request_id: &HeaderValue, limit_headers: Vec<(HeaderName, HeaderValue)>) {
+/// Adds the edge's response headers, and what the access log should say.
+fn finish(
+    response: &mut Response,
+    request_id: &HeaderValue,
+    limit_headers: Vec<(HeaderName, HeaderValue)>,
+    note: ProxyNote,
+) {
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, request_id.clone());
     headers.extend(limit_headers);
+    response.extensions_mut().insert(note);
 }
 
 fn with_label(mut response: Response, label: RouteLabel) -> Response {
