@@ -14,13 +14,15 @@ use chassis::problem::FieldError;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
-use crate::domain::{Email, Password, PasswordHash, RegisterUser, RegistrationInput, Role, User, UserId};
+use crate::domain::{Email, Password, PasswordHash, RegisterUser, RegistrationInput, Role, SignInKey, User, UserId};
 use crate::keys::{ACCESS_TOKEN_TTL, AccessClaims, KeyRing};
 use crate::password;
-use crate::store::{Profile, SqlUserStore, StoreError, UserStore};
+use crate::store::{AttemptOutcome, Profile, SqlUserStore, StoreError, UserStore};
 
-/// Failed sign-ins allowed per submitted email within [`LOGIN_WINDOW`].
-pub const MAX_LOGIN_FAILURES: i64 = 5;
+/// Failed sign-ins allowed per submitted email within [`LOGIN_WINDOW`]; the
+/// next attempt gets 429. Attempts still being verified count as failed until
+/// they succeed, so parallel guesses cannot get more than this many through.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// The window over which failed sign-ins are counted.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -123,17 +125,19 @@ impl<S: UserStore> Identity<S> {
     }
 
     /// Signs a user in and issues an access token.
+    ///
+    /// Throttled per submitted string, so unknown and known emails count
+    /// alike: the attempt is recorded (or refused) before the password is
+    /// checked, and withdrawn only if it succeeds. A string that is no valid
+    /// address (a NUL byte, 300 characters) is simply an unknown account.
     pub async fn sign_in(&self, email: &str, password: String) -> Result<TokenGrant, AppError> {
-        // Throttle by what was submitted, so unknown and known emails count alike.
-        let key = email.trim().to_lowercase();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let window = i64::try_from(LOGIN_WINDOW.as_secs()).unwrap_or(i64::MAX);
-        let (failures, oldest) = self.store.login_failures_since(&key, now - window).await?;
-        if failures >= MAX_LOGIN_FAILURES {
-            let retry = oldest.map_or(window, |oldest| oldest + window - now).max(1);
-            return Err(AppError::Throttled { retry_after_secs: u64::try_from(retry).unwrap_or(1) });
+        let key = SignInKey::for_submitted_email(email);
+        let now = OffsetDateTime::now_utc();
+        match self.store.try_begin_attempt(&key, now, LOGIN_WINDOW, MAX_LOGIN_FAILURES).await? {
+            AttemptOutcome::Allowed => {}
+            AttemptOutcome::Throttled { retry_after_secs } => return Err(AppError::Throttled { retry_after_secs }),
         }
-        let user = match Email::parse(&key) {
+        let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
@@ -148,11 +152,9 @@ impl<S: UserStore> Identity<S> {
                 false
             }
         };
-        let Some(user) = user.filter(|_| verified) else {
-            self.store.record_login_failure(&key, now).await?;
-            return Err(AppError::InvalidCredentials);
-        };
-        self.store.clear_login_failures(&key, now - window).await?;
+        // A failure leaves its attempt recorded: that is what the throttle counts.
+        let Some(user) = user.filter(|_| verified) else { return Err(AppError::InvalidCredentials) };
+        self.store.clear_attempts(&key).await?;
         let claims = AccessClaims::new(user.id(), user.roles(), OffsetDateTime::now_utc(), ACCESS_TOKEN_TTL);
         let token = self.keys.issue(&claims).map_err(|e| AppError::Internal(e.to_string()))?;
         Ok(TokenGrant { access_token: token, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL.as_secs() })

@@ -29,9 +29,9 @@ use uuid::Uuid;
 use crate::domain::{Role, UserId};
 
 /// The `iss` of every access token.
-pub const ISSUER: &str = "bazaar-identity";
+pub const ISSUER: &str = chassis::extract::TOKEN_ISSUER;
 /// The `aud` of every access token: the platform as a whole, checked at the gateway.
-pub const AUDIENCE: &str = "bazaar";
+pub const AUDIENCE: &str = chassis::extract::TOKEN_AUDIENCE;
 /// How long an access token is valid. Short, because a token cannot be revoked
 /// before it expires.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);

@@ -1,5 +1,6 @@
 //! The identity service: user accounts and the access tokens that prove who a
-//! caller is. It registers users (publishing `identity.user-registered.v1`),
+//! caller is. It registers users (each registration is an
+//! `identity.user-registered.v1` event, which feeds the profile read model),
 //! checks passwords with Argon2id, signs short-lived EdDSA access tokens, and
 //! publishes the public keys as a JWKS so the gateway can verify those tokens
 //! without calling back.

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use chassis::server::{Shutdown, ShutdownTrigger};
+use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -18,8 +19,14 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_on(String::new()).await
+}
+
+/// The service on the database at `url`; empty means its own SQLite file.
+async fn start_on(url: String) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = identity::Config::default();
+    let mut config = identity::Config::default();
+    config.database.url = url;
     let service = identity::build(&config, dir.path()).await.expect("identity builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
@@ -92,6 +99,15 @@ async fn bad_sign_ups_name_every_bad_field() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(problem["code"], "email_taken");
 
+    for (email, name, field) in
+        [("nul\u{0}@example.com", "Ada", "email"), ("nul@example.com", "Ada\u{0}Lovelace", "name")]
+    {
+        let (status, problem) =
+            api.post("/api/v1/users", json!({"email": email, "password": "correct-horse-42", "name": name})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+
     let response = api
         .client
         .post(format!("{}/api/v1/users", api.base))
@@ -138,6 +154,47 @@ async fn sixth_failed_sign_in_for_an_email_is_throttled_whether_or_not_it_exists
     }
     let (status, _) = api.sign_in("other@example.com", "wrong-password-9").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "other emails are not affected");
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_for_one_email_get_at_most_five_401s() {
+    let api = start().await;
+    api.register("ada@example.com").await;
+    let attempts = (0..20).map(|_| api.sign_in("ada@example.com", "wrong-password-9"));
+    let statuses: Vec<StatusCode> = join_all(attempts).await.into_iter().map(|(status, _)| status).collect();
+    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(unauthorized <= 5, "{unauthorized} failures got through: {statuses:?}");
+    assert_eq!(unauthorized + throttled, 20, "{statuses:?}");
+}
+
+/// Sign-ins with emails no account can have: a NUL byte, 300 characters, a
+/// megabyte-sized string. Each is an ordinary unknown account.
+async fn unusable_emails_are_unknown_accounts(api: &Running) {
+    let long = format!("{}@example.com", "a".repeat(288));
+    let huge = "b".repeat(512 * 1024);
+    for email in ["a\u{0}@example.com", "\u{0}", long.as_str(), "ada\n@example.com", huge.as_str()] {
+        let (status, problem) = api.sign_in(email, "wrong-password-9").await;
+        let shown: String = email.chars().take(40).collect();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{shown:?}: {problem}");
+    }
+    for _ in 0..4 {
+        api.sign_in("a\u{0}@example.com", "wrong-password-9").await;
+    }
+    let (status, _) = api.sign_in("A\u{0}@Example.com ", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "such emails are counted, normalised like any other");
+}
+
+#[tokio::test]
+async fn unusable_emails_are_unknown_accounts_on_sqlite() {
+    unusable_emails_are_unknown_accounts(&start().await).await;
+}
+
+#[tokio::test]
+async fn unusable_emails_are_unknown_accounts_on_postgres() {
+    let Some(pg) = testkit::postgres_or_skip().await else { return };
+    let url = pg.create_database("identity_api").await.expect("database");
+    unusable_emails_are_unknown_accounts(&start_on(url).await).await;
 }
 
 #[tokio::test]

@@ -202,6 +202,13 @@ mod tests {
     }
 
     #[test]
+    fn rejects_nul_and_control_characters() {
+        for raw in ["a\u{0}@example.com", "ada@exam\u{0}ple.com", "a\tda@example.com", "ada@example.com\u{1b}[0m"] {
+            assert!(Email::parse(raw).is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
     fn rejects_domain_without_dot() {
         assert_eq!(Email::parse("ada@localhost"), Err(EmailError::DomainWithoutDot));
     }

@@ -13,6 +13,7 @@ mod name;
 mod password;
 mod registration;
 mod role;
+mod sign_in;
 mod user;
 
 pub use email::{Email, EmailError};
@@ -20,4 +21,5 @@ pub use name::{DisplayName, DisplayNameError};
 pub use password::{InvalidPasswordHash, Password, PasswordError, PasswordHash};
 pub use registration::{FieldError, RegistrationInput, ValidRegistration, ValidationErrors};
 pub use role::{Role, UnknownRole};
+pub use sign_in::{SIGN_IN_KEY_NAMESPACE, SignInKey};
 pub use user::{RegisterUser, USER_ID_NAMESPACE, USER_REGISTERED_V1, User, UserEvent, UserId, UserRegistered};

@@ -28,8 +28,8 @@ impl Role {
     /// The role's wire name.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
+            Role::Customer => chassis::extract::ROLE_CUSTOMER,
+            Role::Admin => chassis::extract::ROLE_ADMIN,
         }
     }
 }

@@ -1,17 +1,20 @@
 //! Persistence of identity: the store contract and its SQL implementation,
-//! shared by SQLite and PostgreSQL (their SQL agrees for everything here).
+//! shared by SQLite and PostgreSQL (their SQL agrees for everything but how
+//! the sign-in throttle serialises attempts for one key).
 //!
 //! The write side (`users`) and the read side (`user_profiles`) are separate
 //! tables: a command changes `users` and the same transaction applies the
 //! resulting event to the profile projection, which is all queries read.
+//! Sign-in attempts, for the throttle, live in a table of their own.
 
 mod sql;
 
 use std::future::Future;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Email, User, UserEvent, UserId};
+use crate::domain::{Email, SignInKey, User, UserEvent, UserId};
 
 pub use sql::SqlUserStore;
 
@@ -54,6 +57,18 @@ pub struct Profile {
     pub created_at: OffsetDateTime,
 }
 
+/// The answer of [`UserStore::try_begin_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The attempt was recorded; check the password.
+    Allowed,
+    /// Too many attempts for this key in the window; nothing was recorded.
+    Throttled {
+        /// Seconds until an attempt is allowed again (at least 1).
+        retry_after_secs: u64,
+    },
+}
+
 /// The identity store contract.
 pub trait UserStore: Send + Sync + 'static {
     /// Saves a new user and applies `event` to the read model, atomically.
@@ -65,25 +80,31 @@ pub trait UserStore: Send + Sync + 'static {
     /// The profile of a user, from the read side.
     fn profile(&self, id: UserId) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
 
-    /// Records a failed sign-in for `email_key` at `at_unix`.
-    fn record_login_failure(
+    /// The sign-in throttle's one step before a password is checked: counts
+    /// the attempts recorded for `key` in the `window` up to `now` and, if
+    /// there are fewer than `max_attempts`, records this one (at `now`) and
+    /// answers [`AttemptOutcome::Allowed`]; otherwise records nothing and
+    /// answers [`AttemptOutcome::Throttled`] with the seconds until the oldest
+    /// counted attempt leaves the window (at least 1).
+    ///
+    /// Count and record are one atomic step, also across processes sharing the
+    /// database: of any number of concurrent calls for one key, at most
+    /// `max_attempts` are allowed per window. The attempt is recorded before
+    /// the outcome is known so that slow verifications running in parallel
+    /// cannot all pass a check made before any of them failed; a sign-in that
+    /// succeeds withdraws it with [`UserStore::clear_attempts`].
+    ///
+    /// The same step deletes every key's attempts older than the window, so
+    /// the table holds at most one window of attempts. All callers must
+    /// therefore use the same `window`.
+    fn try_begin_attempt(
         &self,
-        email_key: &str,
-        at_unix: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        key: &SignInKey,
+        now: OffsetDateTime,
+        window: Duration,
+        max_attempts: u32,
+    ) -> impl Future<Output = Result<AttemptOutcome, StoreError>> + Send;
 
-    /// How many sign-ins for `email_key` failed since `since_unix`, and when the oldest of them was.
-    fn login_failures_since(
-        &self,
-        email_key: &str,
-        since_unix: i64,
-    ) -> impl Future<Output = Result<(i64, Option<i64>), StoreError>> + Send;
-
-    /// Forgets the failures of `email_key` (after a successful sign-in) and
-    /// every failure older than `before_unix` (housekeeping).
-    fn clear_login_failures(
-        &self,
-        email_key: &str,
-        before_unix: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets every attempt recorded for `key`: the sign-in succeeded.
+    fn clear_attempts(&self, key: &SignInKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

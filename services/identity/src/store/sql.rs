@@ -1,13 +1,16 @@
-//! The identity store on SQL; the same statements run on SQLite and PostgreSQL.
+//! The identity store on SQL; the same statements run on SQLite and PostgreSQL,
+//! except where the sign-in throttle serialises attempts and prunes old ones.
 
-use chassis::db::Db;
+use std::time::Duration;
+
+use chassis::db::{Db, Dialect};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Profile, StoreError, UserStore};
-use crate::domain::{DisplayName, Email, PasswordHash, Role, User, UserEvent, UserId};
+use super::{AttemptOutcome, Profile, StoreError, UserStore};
+use crate::domain::{DisplayName, Email, PasswordHash, Role, SignInKey, User, UserEvent, UserId};
 
 /// The identity store on a [`Db`] of either dialect.
 #[derive(Debug, Clone)]
@@ -125,33 +128,75 @@ impl UserStore for SqlUserStore {
         }))
     }
 
-    async fn record_login_failure(&self, email_key: &str, at_unix: i64) -> Result<(), StoreError> {
+    async fn try_begin_attempt(
+        &self,
+        key: &SignInKey,
+        now: OffsetDateTime,
+        window: Duration,
+        max_attempts: u32,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let key = key.to_string();
+        let now = now.unix_timestamp();
+        let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        let window_start = now.saturating_sub(window);
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("INSERT INTO login_failures (email_key, at_unix) VALUES ($1, $2)")
-            .bind(email_key)
-            .bind(at_unix)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn login_failures_since(&self, email_key: &str, since_unix: i64) -> Result<(i64, Option<i64>), StoreError> {
+        match self.db.dialect() {
+            // BEGIN IMMEDIATE already holds the database's single write lock.
+            Dialect::Sqlite => {
+                sqlx::query("DELETE FROM sign_in_attempts WHERE at_unix < $1")
+                    .bind(window_start)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Dialect::Postgres => {
+                // Read committed would let two transactions both count four and
+                // both insert: the advisory lock, released at commit, serialises
+                // the attempts on one key (and only those).
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await?;
+                // Rows another attempt is pruning are skipped, not waited for:
+                // they are out of the window anyway, and a sign-in should not
+                // queue behind another key's housekeeping.
+                sqlx::query(
+                    "DELETE FROM sign_in_attempts WHERE ctid IN \
+                     (SELECT ctid FROM sign_in_attempts WHERE at_unix < $1 FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(window_start)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at_unix) AS oldest FROM login_failures WHERE email_key = $1 AND at_unix >= $2",
+            "SELECT COUNT(*) AS n, MIN(at_unix) AS oldest FROM sign_in_attempts WHERE attempt_key = $1 AND at_unix >= $2",
         )
-        .bind(email_key)
-        .bind(since_unix)
-        .fetch_one(self.db.reader())
+        .bind(&key)
+        .bind(window_start)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok((row.try_get("n")?, row.try_get("oldest")?))
+        let counted: i64 = row.try_get("n")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        let outcome = if counted < i64::from(max_attempts) {
+            sqlx::query("INSERT INTO sign_in_attempts (attempt_key, at_unix) VALUES ($1, $2)")
+                .bind(&key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            AttemptOutcome::Allowed
+        } else {
+            let retry = oldest.map_or(window, |oldest| oldest.saturating_add(window).saturating_sub(now));
+            AttemptOutcome::Throttled { retry_after_secs: u64::try_from(retry).unwrap_or(0).max(1) }
+        };
+        // Committed either way: the prune is worth keeping.
+        tx.commit().await?;
+        Ok(outcome)
     }
 
-    async fn clear_login_failures(&self, email_key: &str, before_unix: i64) -> Result<(), StoreError> {
+    async fn clear_attempts(&self, key: &SignInKey) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("DELETE FROM login_failures WHERE email_key = $1 OR at_unix < $2")
-            .bind(email_key)
-            .bind(before_unix)
+        sqlx::query("DELETE FROM sign_in_attempts WHERE attempt_key = $1")
+            .bind(key.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
