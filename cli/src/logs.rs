@@ -1,6 +1,8 @@
 //! `bazaar logs`: searches the log files `bazaar up` writes (`logs/*.jsonl`)
 //! by service, trace, level and text, prints the matches of all files merged
 //! in time order, and with `--follow` keeps printing new lines as they come.
+//! The supervisor's own lines (`logs/up.jsonl`, service `bazaar-up`) are
+//! asked for as `up` or `bazaar-up`.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -10,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::logline::{self, Filter, Level, Record};
+use crate::up::{SUPERVISOR, SUPERVISOR_FILE};
 
 /// How often `--follow` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -20,7 +23,7 @@ pub struct Args {
     /// The data directory of the platform.
     #[arg(long, value_name = "DIR", env = "BAZAAR_DATA_DIR", default_value = ".bazaar")]
     pub data_dir: PathBuf,
-    /// Only lines of this service (`catalog`) or process (`catalog-2`).
+    /// Only lines of this service (`catalog`) or process (`catalog-2`); `up` (or `bazaar-up`) is the supervisor.
     #[arg(long, value_name = "S")]
     pub service: Option<String>,
     /// Only lines of this trace id.
@@ -50,7 +53,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     }
-    let filter = Filter { service: args.service, trace_id: args.trace, min_level: args.level, grep: args.grep };
+    let service = args.service.map(|wanted| if wanted == SUPERVISOR_FILE { SUPERVISOR.to_owned() } else { wanted });
+    if let Some(wanted) = &service {
+        check_has_logs(&dir, wanted)?;
+    }
+    let filter = Filter { service, trace_id: args.trace, min_level: args.level, grep: args.grep };
     let mut tail = Tail::new(dir);
     print(&tail.read_new()?, &filter, args.json)?;
     if !args.follow {
@@ -64,6 +71,56 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             () = tokio::time::sleep(FOLLOW_POLL) => print(&tail.read_new()?, &filter, args.json)?,
         }
     }
+}
+
+/// The service named in the lines of a log file, from the file's name
+/// (`catalog-2` for `catalog-2.jsonl`, `bazaar-up` for `up.jsonl`).
+fn file_service(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if stem == SUPERVISOR_FILE { SUPERVISOR.to_owned() } else { stem }
+}
+
+/// The `*.jsonl` files of `dir`, sorted.
+fn log_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut paths: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Fails, listing the names that have logs, when no log file belongs to
+/// `wanted`: a misspelt name would otherwise print nothing and look like silence.
+fn check_has_logs(dir: &Path, wanted: &str) -> anyhow::Result<()> {
+    let processes: Vec<String> = log_files(dir)?.iter().map(|p| file_service(p)).collect();
+    if processes.iter().any(|p| logline::service_matches(p, wanted)) {
+        return Ok(());
+    }
+    // Each service once, then its processes: `catalog (catalog-1, catalog-2)`.
+    let mut services: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for process in &processes {
+        if process == SUPERVISOR {
+            services.entry(SUPERVISOR_FILE.to_owned()).or_default();
+            continue;
+        }
+        let service = process.rsplit_once('-').filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        match service {
+            Some((service, _)) => services.entry(service.to_owned()).or_default().push(process),
+            None => services.entry(process.clone()).or_default().push(process),
+        }
+    }
+    let names: Vec<String> = services
+        .into_iter()
+        .map(|(service, processes)| match processes.as_slice() {
+            [] => service,
+            [only] if *only == service => service,
+            processes => format!("{service} ({})", processes.join(", ")),
+        })
+        .collect();
+    if names.is_empty() {
+        bail!("no logs of `{wanted}`: there are no log files in {}", dir.display());
+    }
+    bail!("no logs of `{wanted}` in {}; logs exist for: {}", dir.display(), names.join(", "));
 }
 
 /// Prints the records that pass `filter`, merged in time order.
@@ -100,14 +157,10 @@ impl Tail {
 
     /// New complete lines of every `*.jsonl` file, parsed; files that appeared are picked up.
     fn read_new(&mut self) -> anyhow::Result<Vec<Vec<Record>>> {
-        let entries = std::fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))?;
-        let mut paths: Vec<PathBuf> =
-            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
-        paths.sort();
         let mut out = Vec::new();
-        for path in paths {
+        for path in log_files(&self.dir)? {
             let lines = self.read_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let fallback = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let fallback = file_service(&path);
             let records: Vec<Record> = lines
                 .iter()
                 .filter(|l| !l.trim().is_empty())
@@ -191,6 +244,44 @@ mod tests {
         let files = tail.read_new().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(messages(&files), ["no service field", "not json"]);
         assert!(files[0].iter().all(|r| r.service == "identity-1"));
+    }
+
+    fn logs_dir(names: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for name in names {
+            std::fs::write(dir.path().join(format!("{name}.jsonl")), "").unwrap_or_else(|e| panic!("{e}"));
+        }
+        dir
+    }
+
+    #[test]
+    fn a_name_without_log_files_is_refused_listing_the_names_with_logs() {
+        let dir = logs_dir(&["catalog-1", "catalog-2", "gateway-1", "up", "custom"]);
+        let error = check_has_logs(dir.path(), "nope").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.ends_with("logs exist for: catalog (catalog-1, catalog-2), custom, gateway (gateway-1), up"),
+            "{error}"
+        );
+        let empty = logs_dir(&[]);
+        let error = check_has_logs(empty.path(), "catalog").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("there are no log files"), "{error}");
+    }
+
+    #[test]
+    fn services_processes_and_the_supervisor_have_logs() {
+        let dir = logs_dir(&["catalog-1", "catalog-2", "up"]);
+        for wanted in ["catalog", "catalog-2", SUPERVISOR] {
+            assert!(check_has_logs(dir.path(), wanted).is_ok(), "{wanted}");
+        }
+        assert!(check_has_logs(dir.path(), "catalog-3").is_err());
+    }
+
+    #[test]
+    fn plain_lines_of_the_supervisor_file_are_the_supervisor_s() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("up.jsonl"), "not json\n").unwrap_or_else(|e| panic!("{e}"));
+        let files = Tail::new(dir.path().to_path_buf()).read_new().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(files[0][0].service, SUPERVISOR);
     }
 
     #[tokio::test]

@@ -13,7 +13,9 @@
 //! - `logline`: parsing, filtering, merging and rendering log lines.
 //! - `table`: plain-text tables.
 //! - `sys`: the two OS calls that need `unsafe` (signals, parent-death signal).
+//! - `datadir`: keeping the data dir private to its owner.
 
+mod datadir;
 mod logline;
 mod logs;
 mod serve;
@@ -68,13 +70,24 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Parses the command line; `serve` accepts (and its help lists) exactly the names in the service table.
+/// Parses the command line.
 fn parse() -> Cli {
-    let command = Cli::command().mut_subcommand("serve", |serve| {
-        serve
-            .mut_arg("service", |arg| arg.value_parser(PossibleValuesParser::new(services::ALL.iter().map(|s| s.name))))
-    });
-    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit())
+}
+
+/// The command line, completed from the service table: `serve` accepts (and
+/// its help lists) exactly those names, and `up` says which services it runs.
+fn command() -> clap::Command {
+    let names = topology::names(services::ALL);
+    Cli::command()
+        .mut_subcommand("serve", |serve| {
+            serve.mut_arg("service", |arg| {
+                arg.value_parser(PossibleValuesParser::new(services::ALL.iter().map(|s| s.name)))
+            })
+        })
+        .mut_subcommand("up", |up| {
+            up.about(format!("Runs the platform on this machine ({names}), each service as its own supervised process"))
+        })
 }
 
 #[cfg(test)]
@@ -84,6 +97,14 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_help_names_the_services_it_runs_and_nothing_else() {
+        let mut command = command();
+        let help = command.find_subcommand_mut("up").map(|up| up.render_long_help().to_string()).unwrap_or_default();
+        assert!(help.contains("(identity, catalog, gateway)"), "{help}");
+        assert!(!help.contains("broker"), "{help}");
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Which storage and bus engines the platform runs on.
+/// Which storage engines the platform runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// SQLite files in the data dir and the embedded broker.
+    /// One SQLite file per service in the data dir.
     Embedded,
     /// One PostgreSQL database per service.
     Distributed,

@@ -9,8 +9,12 @@ use serde::Serialize;
 
 use crate::state::{ProcessState, RunState};
 
-/// How long one process may take to answer.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one process may take to answer. A process asks each of its own
+/// dependencies with a 1 s timeout before it answers (`DEPENDENCY_TIMEOUT` in
+/// the chassis health module), so a gateway whose upstream hangs answers
+/// `degraded` after just over 1 s; waiting only as long would call it
+/// `unreachable` instead.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Options of `bazaar status`.
 #[derive(Debug, clap::Args)]
@@ -48,7 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(state) if state.supervisor_is_running() => state,
         _ => bail!("bazaar is not running in {}; start it with `bazaar up --data-dir {0}`", args.data_dir.display()),
     };
-    let http = reqwest::Client::builder().no_proxy().timeout(HEALTH_TIMEOUT).build()?;
+    let http = client()?;
     let checks = state.processes.iter().map(|p| health(&http, &p.url));
     let statuses = futures_util::future::join_all(checks).await;
     let status = Status {
@@ -94,6 +98,11 @@ fn render(status: &Status) -> String {
     out
 }
 
+/// The client that asks the processes.
+fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder().no_proxy().timeout(HEALTH_TIMEOUT).build()
+}
+
 /// The `status` field of the process's health document, or `unreachable`.
 async fn health(http: &reqwest::Client, url: &str) -> String {
     let Ok(response) = http.get(format!("{url}/health")).send().await else {
@@ -123,13 +132,29 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_unreachable() {
-        let http =
-            reqwest::Client::builder().no_proxy().timeout(HEALTH_TIMEOUT).build().unwrap_or_else(|e| panic!("{e}"));
+        let http = client().unwrap_or_else(|e| panic!("{e}"));
         let port = std::net::TcpListener::bind(("127.0.0.1", 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(health(&http, &format!("http://127.0.0.1:{port}")).await, "unreachable");
+    }
+
+    #[tokio::test]
+    async fn a_process_waiting_out_its_dependency_timeout_is_degraded_not_unreachable() {
+        // The process answers only after its own 1 s dependency timeout ran out.
+        let app = axum::Router::new().route(
+            "/health",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                axum::Json(serde_json::json!({"status": "degraded"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+        chassis::task::spawn("fake-health", async move { axum::serve(listener, app).await });
+        let http = client().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(health(&http, &url).await, "degraded");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 // Integration tests: a failed expect or unwrap is a failed assertion with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -99,6 +100,10 @@ async fn up_runs_supervises_and_stops_the_platform() {
     assert!(processes.iter().all(|p| p["pid"].as_u64().unwrap_or(0) > 0 && p["restarts"] == 0));
     assert!(platform.output().contains("all 4 processes healthy in"), "{}", platform.output());
 
+    // The data dir holds password hashes and keys: only its owner may enter it.
+    let mode = std::fs::metadata(platform.data_dir()).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+    assert_eq!(mode, 0o700, "data dir mode {mode:o}");
+
     // First start wrote the admin credentials, readable by the owner only.
     let (email, password) = platform.admin_credentials();
     assert_eq!(email, "admin@bazaar.local");
@@ -147,9 +152,20 @@ async fn up_runs_supervises_and_stops_the_platform() {
             .iter()
             .any(|l| l["level"] == "warn" && l["message"].as_str().is_some_and(|m| m.contains("exited unexpectedly")))
     );
-    let warnings = bazaar(&["logs", "--data-dir", &data, "--service", "bazaar-up", "--level", "warn"]);
-    assert!(warnings.status.success(), "{}", stderr(&warnings));
-    assert!(stdout(&warnings).contains("catalog-1 exited unexpectedly"), "{}", stdout(&warnings));
+    for supervisor in ["bazaar-up", "up"] {
+        let warnings = bazaar(&["logs", "--data-dir", &data, "--service", supervisor, "--level", "warn"]);
+        assert!(warnings.status.success(), "{supervisor}: {}", stderr(&warnings));
+        assert!(stdout(&warnings).contains("catalog-1 exited unexpectedly"), "{supervisor}: {}", stdout(&warnings));
+    }
+    let nope = bazaar(&["logs", "--data-dir", &data, "--service", "nope"]);
+    assert_eq!(nope.status.code(), Some(1), "{}", stdout(&nope));
+    assert!(stdout(&nope).is_empty(), "{}", stdout(&nope));
+    assert!(
+        stderr(&nope).contains("no logs of `nope`")
+            && stderr(&nope).contains("catalog (catalog-1, catalog-2), gateway (gateway-1), identity (identity-1), up"),
+        "{}",
+        stderr(&nope)
+    );
 
     // SIGTERM stops everything and exits cleanly, removing the state file.
     let pids: Vec<u64> = platform
@@ -186,6 +202,18 @@ async fn distributed_profile_gives_each_service_its_own_postgres_database() {
         assert!(connected.is_ok(), "database bazaar_{service} exists: {connected:?}");
     }
     assert!(!platform.data_dir().join("services/catalog/catalog.sqlite").exists(), "no SQLite file in this profile");
+    // The database URLs (with their passwords) reach the processes through
+    // their environment, which only their owner can read, not their command lines.
+    for process in platform.state().and_then(|s| s["processes"].as_array().cloned()).unwrap_or_default() {
+        let service = process["service"].as_str().unwrap_or_default().to_owned();
+        let pid = process["pid"].as_u64().unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains("database.url"), "{service}: {cmdline:?}");
+        let environ =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()).into_owned();
+        let variable = format!("BAZAAR_{}__DATABASE__URL=postgres", service.to_uppercase());
+        assert_eq!(environ.contains(&variable), service != "gateway", "{service}: {variable}");
+    }
     assert!(platform.stop().is_some_and(|s| s.success()));
 }
 
@@ -204,8 +232,57 @@ fn serve_stops_at_start_naming_a_bad_key_and_where_it_came_from() {
 
     let file = dir.path().join("bazaar.toml");
     std::fs::write(&file, "[catalog]\ncache_max_age_secs = \"soon\"\n").unwrap_or_else(|e| panic!("{e}"));
-    let from_file = bazaar(&["serve", "catalog", "--data-dir", &data, "--port", "0", "--config", &file.to_string_lossy()]);
+    let from_file =
+        bazaar(&["serve", "catalog", "--data-dir", &data, "--port", "0", "--config", &file.to_string_lossy()]);
     assert!(!from_file.status.success());
     assert!(stderr(&from_file).contains("catalog.cache_max_age_secs"), "{}", stderr(&from_file));
     assert!(stderr(&from_file).contains("bazaar.toml"), "the message names the file: {}", stderr(&from_file));
+}
+
+#[test]
+fn serve_refuses_a_misspelt_section_naming_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data").to_string_lossy().into_owned();
+    let file = dir.path().join("bazaar.toml");
+    std::fs::write(&file, "[catalg]\ncache_max_age_secs = 30\n").unwrap_or_else(|e| panic!("{e}"));
+    let output = bazaar(&["serve", "catalog", "--data-dir", &data, "--port", "0", "--config", &file.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("`catalg` is not a section"), "{message}");
+    assert!(message.contains(&file.display().to_string()), "the message names the file: {message}");
+    assert!(message.contains("identity, catalog, gateway"), "{message}");
+
+    std::fs::write(&file, "[catalog]\ncache_max_age_secs = 30\n").unwrap_or_else(|e| panic!("{e}"));
+    let from_env = Command::new(BIN)
+        .args(["serve", "catalog", "--data-dir", &data, "--port", "0", "--config", &file.to_string_lossy()])
+        .env("BAZAAR_CATLOG__HTTP__PORT", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bazaar: {e}"));
+    assert_eq!(from_env.status.code(), Some(1));
+    assert!(stderr(&from_env).contains("`catlog` is not a section"), "{}", stderr(&from_env));
+}
+
+#[test]
+fn serve_makes_an_open_data_dir_private_and_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("bazaar.toml");
+    // A setting that fails only after the data dir is secured, so the process stops by itself.
+    std::fs::write(&file, "[catalog]\ncache_max_age_secs = \"soon\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let output = bazaar(&[
+        "serve",
+        "catalog",
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--port",
+        "0",
+        "--config",
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let mode = std::fs::metadata(&data).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+    assert_eq!(mode, 0o700, "data dir mode {mode:o}");
+    assert!(stdout(&output).contains("made it private (mode 700)"), "{}", stdout(&output));
 }

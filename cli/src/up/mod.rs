@@ -18,6 +18,8 @@ mod preflight;
 mod process;
 mod sink;
 
+pub use self::sink::{SUPERVISOR, SUPERVISOR_FILE};
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal as _;
@@ -37,6 +39,7 @@ use tokio::time::Instant;
 
 use self::process::{Event, ProcessSpec, Shared};
 use self::sink::{Sink, Terminal};
+use crate::datadir::Secured;
 use crate::logline::Level;
 use crate::state::{ProcessState, Profile, RunState};
 use crate::topology::{self, Need, Service, Stage};
@@ -53,7 +56,7 @@ const MAX_REPLICAS: u32 = 32;
 /// Options of `bazaar up`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The data directory: databases, logs, credentials and run state live under it.
+    /// The data directory: databases, logs, credentials and run state live under it; kept private to you (mode 0700).
     #[arg(long, value_name = "DIR", env = "BAZAAR_DATA_DIR", default_value = ".bazaar")]
     pub data_dir: PathBuf,
     /// The public port of the gateway.
@@ -90,7 +93,7 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     let plan = plan(catalogue, &args.replicas)?;
     let edge = catalogue.iter().find(|s| s.stage == Stage::Edge).context("no service listens on the public port")?;
 
-    let data_dir = preflight::data_dir(&args.data_dir)?;
+    let (data_dir, secured) = preflight::data_dir(&args.data_dir)?;
     preflight::not_running(&data_dir)?;
     let config = config_files(&args.config)?;
     let host = preflight::edge_host(edge.name, &config)?;
@@ -118,6 +121,19 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     let sink =
         Sink::start(data_dir.join("logs"), &tags, Terminal::Show { colour }).context("cannot start the log writer")?;
     let log = sink.handle();
+    if let Secured::Tightened { from } = secured {
+        log.log(
+            Level::Warn,
+            format!(
+                "the data dir {} was open to other users (mode {from:o}); made it private (mode 700)",
+                data_dir.display()
+            ),
+            Map::from_iter([
+                ("data_dir".to_owned(), json!(data_dir)),
+                ("mode_before".to_owned(), json!(format!("{from:o}"))),
+            ]),
+        );
+    }
     if credentials.created {
         log.log(
             Level::Info,
@@ -260,7 +276,7 @@ struct Layout<'a> {
 }
 
 /// Builds each process's spec: a port (fresh loopback ones for all but the
-/// edge) and its `bazaar serve` command line.
+/// edge), its `bazaar serve` command line and its environment.
 fn specs(plan: &[(&'static Service, u32)], layout: &Layout<'_>) -> anyhow::Result<Vec<Arc<ProcessSpec>>> {
     let inner = plan.iter().filter(|(s, _)| s.stage != Stage::Edge).count();
     let mut ports =
@@ -300,11 +316,16 @@ fn specs(plan: &[(&'static Service, u32)], layout: &Layout<'_>) -> anyhow::Resul
                     set(&format!("upstreams.{name}"), json!(urls));
                 }
             }
-            if let Some(url) = layout.databases.get(service.name) {
-                set("database.url", json!(url));
-            }
+            // The URL carries the database password: any local user can read a
+            // command line (`ps`), only the owner a process's environment.
+            let env: Vec<(String, String)> = layout
+                .databases
+                .get(service.name)
+                .map(|url| (chassis::config::env_var(service.name, "database.url"), url.clone()))
+                .into_iter()
+                .collect();
             let tag: Arc<str> = Arc::from(format!("{}-{instance}", service.name));
-            Arc::new(ProcessSpec { service, instance, port, url, args, tag })
+            Arc::new(ProcessSpec { service, instance, port, url, args, env, tag })
         })
         .collect())
 }
@@ -552,9 +573,10 @@ mod tests {
     }
 
     #[test]
-    fn command_lines_carry_ports_credentials_upstreams_and_databases() {
+    fn command_lines_carry_ports_credentials_and_upstreams_and_the_environment_databases() {
         let plan = plan(CATALOGUE, &[("catalog".into(), 2)]).unwrap_or_else(|e| panic!("{e}"));
-        let databases = BTreeMap::from([("catalog", "postgres://h/bazaar_catalog".to_owned())]);
+        let database = "postgres://bazaar:s3cret@h/bazaar_catalog";
+        let databases = BTreeMap::from([("catalog", database.to_owned())]);
         let layout = Layout {
             data_dir: Path::new("/data"),
             config: &[PathBuf::from("/etc/bazaar.toml")],
@@ -577,8 +599,10 @@ mod tests {
 
         let catalog2 = line(2);
         assert!(catalog2.windows(2).any(|w| w == ["--instance", "2"]));
-        assert!(catalog2.contains(&r#"database.url="postgres://h/bazaar_catalog""#.to_owned()), "{catalog2:?}");
+        assert!(!catalog2.iter().any(|a| a.contains("database.url") || a.contains("s3cret")), "{catalog2:?}");
+        assert_eq!(specs[2].env, [("BAZAAR_CATALOG__DATABASE__URL".to_owned(), database.to_owned())]);
         assert!(!catalog2.iter().any(|a| a.starts_with("admin_credentials_file")));
+        assert!(specs[0].env.is_empty() && specs[3].env.is_empty(), "only catalog has a database here");
 
         let gateway = line(3);
         assert_eq!(specs[3].port, 8080);

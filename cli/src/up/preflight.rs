@@ -1,5 +1,5 @@
 //! Checks `bazaar up` makes before it starts anything, each failing with a
-//! message that says what to change: the data dir is writable, no platform
+//! message that says what to change: the data dir is private and writable, no platform
 //! is already running on it, and the gateway's port is free.
 
 use std::net::TcpListener;
@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chassis::config::Sources;
 
+use crate::datadir::{self, Secured};
 use crate::state::RunState;
 
 /// Why `bazaar up` cannot start.
@@ -53,19 +54,22 @@ pub enum PreflightError {
     Other(#[from] anyhow::Error),
 }
 
-/// Makes `dir` absolute, creates it, and proves it is writable with a probe file.
-pub fn data_dir(dir: &Path) -> Result<PathBuf, PreflightError> {
+/// Makes `dir` absolute, creates it private to its owner (or tightens it when
+/// group or others can read it), creates `logs/`, `run/` and `services/` in
+/// it, and proves it is writable with a probe file. Returns the absolute path
+/// and what securing it did, for the supervisor to log.
+pub fn data_dir(dir: &Path) -> Result<(PathBuf, Secured), PreflightError> {
     let unusable = |reason: String| PreflightError::DataDir { path: dir.to_path_buf(), reason };
     let dir = std::path::absolute(dir).map_err(|e| unusable(e.to_string()))?;
     let unusable = |reason: String| PreflightError::DataDir { path: dir.clone(), reason };
-    std::fs::create_dir_all(&dir).map_err(|e| unusable(format!("cannot create it: {e}")))?;
+    let secured = datadir::secure(&dir).map_err(|e| unusable(e.to_string()))?;
     let probe = dir.join(format!(".probe-{}", std::process::id()));
     std::fs::write(&probe, b"probe").map_err(|e| unusable(format!("cannot write in it: {e}")))?;
     std::fs::remove_file(&probe).map_err(|e| unusable(format!("cannot remove a file in it: {e}")))?;
-    for sub in ["logs", "run"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| unusable(format!("cannot create {sub}/: {e}")))?;
+    for sub in ["logs", "run", "services"] {
+        datadir::create_private(&dir.join(sub)).map_err(|e| unusable(format!("cannot create {sub}/: {e}")))?;
     }
-    Ok(dir)
+    Ok((dir, secured))
 }
 
 /// Refuses to go on when `run/state.json` names a live supervisor; removes a stale file.
@@ -145,13 +149,28 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_data_dir_is_created_with_its_subdirectories() {
+    fn a_fresh_data_dir_is_created_private_with_its_subdirectories() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let made = data_dir(&dir.path().join("a/b")).unwrap_or_else(|e| panic!("{e}"));
+        let (made, secured) = data_dir(&dir.path().join("a/b")).unwrap_or_else(|e| panic!("{e}"));
         assert!(made.is_absolute());
-        assert!(made.join("logs").is_dir() && made.join("run").is_dir());
+        assert_eq!(secured, Secured::Created);
+        let mode = |path: &Path| std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+        assert_eq!(mode(&made), 0o700);
+        for sub in ["logs", "run", "services"] {
+            assert_eq!(mode(&made.join(sub)), 0o700, "{sub}/");
+        }
         let leftovers: Vec<_> = std::fs::read_dir(&made).map(|d| d.flatten().collect()).unwrap_or_default();
-        assert_eq!(leftovers.len(), 2, "the probe file is gone");
+        assert_eq!(leftovers.len(), 3, "the probe file is gone");
+    }
+
+    #[test]
+    fn an_existing_data_dir_open_to_others_is_tightened() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        let (_, secured) = data_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(secured, Secured::Tightened { from: 0o755 });
     }
 
     #[test]

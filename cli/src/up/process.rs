@@ -41,6 +41,8 @@ pub struct ProcessSpec {
     pub url: String,
     /// The arguments after the executable (`serve <svc> --port ...`).
     pub args: Vec<OsString>,
+    /// Variables added to its environment: settings too secret for the command line.
+    pub env: Vec<(String, String)>,
     /// Its name in logs and on the terminal: `<svc>-<n>`.
     pub tag: Arc<str>,
 }
@@ -159,7 +161,12 @@ impl Supervised {
     /// Spawns the process with its output piped into the sink.
     fn start(&self, recent: &Arc<Mutex<VecDeque<String>>>, restarts: u32) -> std::io::Result<Running> {
         let mut command = std::process::Command::new(&self.shared.exe);
-        command.args(&self.spec.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(&self.spec.args)
+            .envs(self.spec.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // Its own process group: Ctrl-C in the terminal reaches only the
         // supervisor, which then stops the processes in order.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);

@@ -22,8 +22,8 @@ use crate::logline::{self, Level, Record};
 
 /// The service name of the supervisor's own log lines.
 pub const SUPERVISOR: &str = "bazaar-up";
-/// The supervisor's log file name inside `logs/`.
-const SUPERVISOR_FILE: &str = "up";
+/// The supervisor's log file name inside `logs/` (`up.jsonl`).
+pub const SUPERVISOR_FILE: &str = "up";
 /// Where the sink shows lines besides the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Terminal {

@@ -3,12 +3,15 @@
 //! `bazaar.toml`, then `BAZAAR_<SERVICE>__<KEY>` environment variables (`__`
 //! separates nesting), then flags given on the command line. The result is
 //! validated when the process starts: an unknown key or a bad value stops it
-//! with a message naming the key and where it came from.
+//! with a message naming the key and where it came from. Because each process
+//! reads only its own section, a misspelt section (`[catalg]`) would otherwise
+//! be ignored by all of them; given the names of the real sections, the loader
+//! refuses any other.
 
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -50,6 +53,10 @@ pub struct Sources {
     pub skip_env: bool,
     /// Flags, as dotted keys inside the section with JSON values; these win over everything.
     pub overrides: Vec<(String, Value)>,
+    /// The names of every section there is (one per service). When set, a file
+    /// table or a `BAZAAR_<SECTION>__<KEY>` variable naming any other section is
+    /// an error; when `None`, other sections are not looked at.
+    pub known_sections: Option<Vec<String>>,
 }
 
 impl Sources {
@@ -67,6 +74,17 @@ impl Sources {
     }
 }
 
+/// The environment variable that sets dotted `key` of `section`:
+/// `env_var("catalog", "database.url")` is `BAZAAR_CATALOG__DATABASE__URL`.
+pub fn env_var(section: &str, key: &str) -> String {
+    let mut name = format!("{ENV_PREFIX}{}", section.to_ascii_uppercase());
+    for part in key.split('.') {
+        name.push_str("__");
+        name.push_str(&part.to_ascii_uppercase());
+    }
+    name
+}
+
 /// Loads section `section` into `T`, starting from `T::default()`.
 ///
 /// `T` should use `#[serde(deny_unknown_fields, default)]` so a misspelt key is
@@ -75,17 +93,26 @@ pub fn load<T>(section: &str, sources: &Sources) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Serialize + Default,
 {
-    let mut figment = Figment::from(Serialized::defaults(Section::wrap(section, &T::default())?));
-    match &sources.files {
+    let files: Vec<PathBuf> = match &sources.files {
         Some(files) => {
-            for file in files {
-                if !file.exists() {
-                    return Err(ConfigError::MissingFile(file.clone()));
-                }
-                figment = figment.merge(Toml::file(file));
+            if let Some(missing) = files.iter().find(|file| !file.exists()) {
+                return Err(ConfigError::MissingFile(missing.clone()));
             }
+            files.clone()
         }
-        None => figment = figment.merge(Toml::file(DEFAULT_FILE)),
+        None => vec![PathBuf::from(DEFAULT_FILE)],
+    };
+    if let Some(known) = &sources.known_sections {
+        let env_names: Vec<String> = if sources.skip_env {
+            Vec::new()
+        } else {
+            std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect()
+        };
+        check_sections(section, known, &files, env_names)?;
+    }
+    let mut figment = Figment::from(Serialized::defaults(Section::wrap(section, &T::default())?));
+    for file in &files {
+        figment = figment.merge(Toml::file(file));
     }
     if !sources.skip_env {
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
@@ -97,6 +124,64 @@ where
     figment = figment
         .merge(Serialized::defaults(Value::Object(Map::from_iter([(section.to_owned(), Value::Object(overrides))]))));
     figment.focus(section).extract::<T>().map_err(|error| ConfigError::Invalid(describe(section, error)))
+}
+
+/// Fails on the first section named in `files` or by the environment variables
+/// `env_names` that is neither `section` nor one of `known`.
+fn check_sections(
+    section: &str,
+    known: &[String],
+    files: &[PathBuf],
+    env_names: impl IntoIterator<Item = String>,
+) -> Result<(), ConfigError> {
+    let is_known = |name: &str| name == section || known.iter().any(|k| k == name);
+    let unknown = |name: &str, origin: String| {
+        let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+        if !names.contains(&section) {
+            names.push(section);
+        }
+        ConfigError::Rule {
+            key: name.to_owned(),
+            problem: format!("is not a section (from {origin}); the sections are: {}", names.join(", ")),
+        }
+    };
+    for file in files {
+        for name in file_sections(file) {
+            if !is_known(&name) {
+                return Err(unknown(&name, format!("TOML file {}", file.display())));
+            }
+        }
+    }
+    for var in env_names {
+        if let Some(name) = env_section(&var)
+            && !is_known(&name)
+        {
+            return Err(unknown(&name, format!("environment variable {var}")));
+        }
+    }
+    Ok(())
+}
+
+/// The top-level tables of a TOML file. A file that is absent or does not
+/// parse has none here; extracting the section reports the parse error.
+fn file_sections(file: &Path) -> Vec<String> {
+    let Ok(data) = Toml::file(file).data() else { return Vec::new() };
+    data.into_values()
+        .flat_map(|dict| dict.into_iter().filter(|(_, value)| value.as_dict().is_some()).map(|(name, _)| name))
+        .collect()
+}
+
+/// The section an environment variable sets, read the way the loader reads it:
+/// after the prefix (any case), the part before the first `__`, lower-cased.
+/// A variable without `__` (`BAZAAR_DATA_DIR`) names no section.
+fn env_section(var: &str) -> Option<String> {
+    let prefix = var.get(..ENV_PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
+        return None;
+    }
+    let (name, _) = var[ENV_PREFIX.len()..].trim().split_once("__")?;
+    // The loader skips keys with an empty part, so they set nothing.
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
 }
 
 /// Inserts `value` at a dotted `key` path, creating the objects on the way.
@@ -229,7 +314,11 @@ mod tests {
     }
 
     fn sources(files: Vec<PathBuf>) -> Sources {
-        Sources { files: Some(files), skip_env: true, overrides: Vec::new() }
+        Sources { files: Some(files), skip_env: true, ..Sources::default() }
+    }
+
+    fn known(names: &[&str]) -> Option<Vec<String>> {
+        Some(names.iter().map(|n| (*n).to_owned()).collect())
     }
 
     #[test]
@@ -281,5 +370,71 @@ mod tests {
     #[test]
     fn malformed_set_flag_is_an_error() {
         assert!(Sources::default().set_flag("workers").is_err());
+    }
+
+    #[test]
+    fn a_misspelt_file_section_is_rejected_naming_it_the_file_and_the_known_ones() {
+        let (_dir, path) = file_with("[demo]\nworkers = 3\n[demoo.http]\nport = 1\n");
+        let mut src = sources(vec![path.clone()]);
+        src.known_sections = known(&["demo", "other"]);
+        let error = load::<Demo>("demo", &src).err();
+        assert!(matches!(&error, Some(ConfigError::Rule { key, .. }) if key == "demoo"), "{error:?}");
+        let text = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("`demoo`"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("demo, other"), "{text}");
+    }
+
+    #[test]
+    fn without_known_sections_a_misspelt_section_is_not_looked_at() {
+        let (_dir, path) = file_with("[demoo]\nworkers = 3\n");
+        let demo: Demo = load("demo", &sources(vec![path])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(demo, Demo::default());
+    }
+
+    #[test]
+    fn known_sections_and_top_level_values_pass_the_check() {
+        let (_dir, path) = file_with("note = \"not a table\"\n[other]\nanything = 1\n[demo]\nworkers = 3\n");
+        let mut src = sources(vec![path]);
+        src.known_sections = known(&["other"]);
+        let demo: Demo = load("demo", &src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(demo.workers, 3, "the loaded section counts as known even when not listed");
+    }
+
+    #[test]
+    fn a_misspelt_env_section_is_rejected_naming_the_variable() {
+        let known = ["demo".to_owned(), "other".to_owned()];
+        let env = ["PATH".to_owned(), "BAZAAR_DEMOO__HTTP__PORT".to_owned()];
+        let error = check_sections("demo", &known, &[], env).err();
+        assert!(matches!(&error, Some(ConfigError::Rule { key, .. }) if key == "demoo"), "{error:?}");
+        let text = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("environment variable BAZAAR_DEMOO__HTTP__PORT"), "{text}");
+        assert!(text.contains("demo, other"), "{text}");
+    }
+
+    #[test]
+    fn plain_and_known_env_variables_pass_the_check() {
+        let known = ["demo".to_owned(), "other".to_owned()];
+        let env =
+            ["BAZAAR_DATA_DIR", "BAZAAR_POSTGRES_URL", "BAZAAR_BIN", "bazaar_other__x", "BAZAAR_DEMO__HTTP__PORT"];
+        let outcome = check_sections("demo", &known, &[], env.map(str::to_owned));
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+
+    #[test]
+    fn env_variables_name_their_section_like_the_loader_reads_them() {
+        assert_eq!(env_section("BAZAAR_CATLOG__HTTP__PORT").as_deref(), Some("catlog"));
+        assert_eq!(env_section("bazaar_Catalog__x").as_deref(), Some("catalog"));
+        assert_eq!(env_section("BAZAAR_DATA_DIR"), None);
+        assert_eq!(env_section("BAZAAR___X"), None);
+        assert_eq!(env_section("OTHER_CATALOG__X"), None);
+        assert_eq!(env_section("BAZ"), None);
+    }
+
+    #[test]
+    fn env_var_names_a_nested_key_of_a_section() {
+        let name = env_var("catalog", "database.url");
+        assert_eq!(name, "BAZAAR_CATALOG__DATABASE__URL");
+        assert_eq!(env_section(&name).as_deref(), Some("catalog"));
     }
 }

@@ -183,7 +183,9 @@ async fn observe(request: Request, next: Next) -> Response {
                 upstream = note.upstream.as_deref().unwrap_or("-"), cache = note.cache.unwrap_or("-"),
                 user_id = note.user_id.as_deref().unwrap_or("-"), "request handled"
             ),
-            None => tracing::info!(method = %method, path = %path, route = %route, status, duration_ms, "request handled"),
+            None => {
+                tracing::info!(method = %method, path = %path, route = %route, status, duration_ms, "request handled")
+            }
         }
     }
     response

@@ -146,7 +146,8 @@ async fn only_admins_create_and_a_created_product_is_readable() {
 
     let mut nul = new_product("NEW-0009");
     nul["attributes"] = json!({"colour": "te\u{0}al"});
-    let (status, _, problem) = json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&nul)).await;
+    let (status, _, problem) =
+        json_of(api.as_user(reqwest::Method::POST, "/api/v1/products", ADMIN, "admin").json(&nul)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "NUL never reaches the store: {problem}");
     assert_eq!(problem["errors"][0]["field"], "attributes");
     let (status, _, _) = json_of(api.get("/api/v1/products?q=%00kettle%00")).await;

@@ -35,10 +35,8 @@ const EDGE_RESPONSES: [(&str, &str); 7] = [
 ];
 
 /// The statuses every operation with a JSON body can also answer.
-const BODY_RESPONSES: [(&str, &str); 2] = [
-    ("400", "The body is not valid JSON"),
-    ("415", "The body was not sent as application/json"),
-];
+const BODY_RESPONSES: [(&str, &str); 2] =
+    [("400", "The body is not valid JSON"), ("415", "The body was not sent as application/json")];
 
 /// Builds and caches the merged document.
 pub struct ApiDocs {

@@ -1054,7 +1054,8 @@ mod tests {
             );
             socket.write_all(response.as_bytes()).await.unwrap();
         };
-        let source = HttpJwksSource::new(reqwest::Client::new(), vec![format!("http://{address}/.well-known/jwks.json")]);
+        let source =
+            HttpJwksSource::new(reqwest::Client::new(), vec![format!("http://{address}/.well-known/jwks.json")]);
         let v = JwtVerifier::new(source, VerifierOptions::default());
         let ((), fetched) = tokio::join!(serve, v.refresh(NOW));
         assert_eq!(fetched.unwrap(), 1);

@@ -72,7 +72,9 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         .upstreams
         .get(&config.auth.jwks_service)
         .filter(|instances| !instances.is_empty())
-        .ok_or_else(|| rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into()))?
+        .ok_or_else(|| {
+            rule(&format!("gateway.upstreams.{}", config.auth.jwks_service), "must name the JWKS service".into())
+        })?
         .iter()
         .map(|base| format!("{base}{}", config.auth.jwks_path))
         .collect();

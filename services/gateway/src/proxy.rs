@@ -149,7 +149,11 @@ pub fn describe_metrics() {
     // Descriptions go to the installed recorder: install it first.
     chassis::metrics::handle();
     metrics::describe_counter!(UPSTREAM_REQUESTS, "Requests forwarded to an upstream, by service and status.");
-    metrics::describe_histogram!(UPSTREAM_DURATION, metrics::Unit::Seconds, "Time until an upstream's response headers.");
+    metrics::describe_histogram!(
+        UPSTREAM_DURATION,
+        metrics::Unit::Seconds,
+        "Time until an upstream's response headers."
+    );
     metrics::describe_counter!(EDGE_REJECTIONS, "Requests refused at the edge, by reason.");
     metrics::describe_counter!(CACHE_LOOKUPS, "Response cache lookups, by result (hit, miss, stale).");
 }
@@ -178,10 +182,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip());
     let (mut parts, body) = request.into_parts();
     let Some(route) = edge.routes.match_path(parts.uri.path()) else {
-        return reject(
-            "no_route",
-            Problem::not_found(format!("No resource at {}", parts.uri.path())),
-        );
+        return reject("no_route", Problem::not_found(format!("No resource at {}", parts.uri.path())));
     };
     let label = RouteLabel(Arc::from(route.prefix()));
     let request_id = request_id(&parts.headers);
