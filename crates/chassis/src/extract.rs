@@ -35,11 +35,43 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !has_json_content_type(req.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as application/json.",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
+            } else {
+                Problem::bad_request("unreadable_body", "The request body could not be read.")
+            }
+        })?;
+        // Every bazaar request body is a JSON object; serde would otherwise read
+        // a struct from an array and report confusing per-field errors.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => Problem::validation(vec![FieldError::new("body", "must be a JSON object")]),
+                Err(_) => Problem::bad_request("malformed_json", "The body is not valid JSON."),
+            });
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
     }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `+json`).
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
 }
 
 fn json_problem(rejection: &JsonRejection) -> Problem {
@@ -47,23 +79,17 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
         JsonRejection::JsonDataError(e) => {
             let text = e.body_text();
             // serde's message reads "Failed to deserialize the JSON body into the target type: <path>: <why>".
-            let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_owned();
+            let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest);
+            // Where in the text the error sits means nothing to a client that sent an object.
+            let detail = detail.split(" at line ").next().unwrap_or(detail).to_owned();
             let (field, message) = match detail.split_once(": ") {
                 Some((field, message)) if !field.contains(' ') => (field.to_owned(), message.to_owned()),
                 _ => ("body".to_owned(), detail.clone()),
             };
             Problem::validation(vec![FieldError::new(field, message)])
         }
-        JsonRejection::JsonSyntaxError(_) => Problem::bad_request("malformed_json", "The body is not valid JSON."),
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Send the body as application/json.",
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request body is too large.")
-        }
-        _ => Problem::bad_request("unreadable_body", "The request body could not be read."),
+        // The content type and the body's size were checked before parsing.
+        _ => Problem::bad_request("malformed_json", "The body is not valid JSON."),
     }
 }
 

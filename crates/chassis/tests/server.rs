@@ -140,3 +140,36 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     tokio::time::timeout(Duration::from_secs(5), app.done).await.expect("server stopped").expect("stopped signal");
     assert!(client.get(format!("{}/hello", app.base)).send().await.is_err(), "no new connections after shutdown");
 }
+
+#[tokio::test]
+async fn json_bodies_must_be_objects_of_the_right_type_and_media_type() {
+    #[derive(serde::Deserialize)]
+    struct Order {
+        #[allow(dead_code)]
+        quantity: u32,
+    }
+    let routes =
+        Router::new().route("/orders", post(|chassis::extract::Json(_): chassis::extract::Json<Order>| async { "ok" }));
+    let app = start(routes).await;
+    let client = reqwest::Client::new();
+    let send = |body: &'static str, content_type: &'static str| {
+        client.post(format!("{}/orders", app.base)).header("content-type", content_type).body(body).send()
+    };
+    let cases = [
+        ("{\"quantity\": 2}", "application/json", 200, None),
+        ("{\"quantity\": 2}", "application/json; charset=utf-8", 200, None),
+        ("{\"quantity\": 2}", "text/plain", 415, Some("unsupported_media_type")),
+        ("{\"quantity\": ", "application/json", 400, Some("malformed_json")),
+        ("[1, 2]", "application/json", 422, Some("validation_failed")),
+        ("{\"quantity\": -1}", "application/json", 422, Some("validation_failed")),
+    ];
+    for (body, content_type, status, code) in cases {
+        let response = send(body, content_type).await.expect("request");
+        assert_eq!(response.status().as_u16(), status, "{body} as {content_type}");
+        if let Some(code) = code {
+            let problem: serde_json::Value = response.json().await.expect("problem");
+            assert_eq!(problem["code"], code, "{body}");
+            assert!(!problem.to_string().contains("at line"), "no parser positions: {problem}");
+        }
+    }
+}
