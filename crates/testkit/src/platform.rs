@@ -126,6 +126,8 @@ impl Platform {
             .args(&options.args)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
+            // The gateway listens on every interface by default; tests keep it on loopback.
+            .env("BAZAAR_GATEWAY__HTTP__HOST", "127.0.0.1")
             .current_dir(root.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

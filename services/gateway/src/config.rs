@@ -34,7 +34,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            http: HttpSettings { port: 8080, ..HttpSettings::default() },
+            // The public entry point listens on every interface; the services stay on loopback.
+            http: HttpSettings { host: "0.0.0.0".into(), port: 8080, ..HttpSettings::default() },
             upstreams: BTreeMap::new(),
             routes: default_routes(),
             rate_limit: RateLimitSettings::default(),
@@ -167,5 +168,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_listens_on_every_interface_on_8080_by_default() {
+        let config = Config::default();
+        assert_eq!((config.http.host.as_str(), config.http.port), ("0.0.0.0", 8080));
+    }
+
+    #[test]
+    fn every_default_route_needs_its_service_to_have_instances() {
+        let error = Config::default().validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("gateway.upstreams."), "{error}");
     }
 }

@@ -36,6 +36,8 @@ pub const UPSTREAM_REQUESTS: &str = "gateway_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 /// Metric: requests refused at the edge, by reason.
 pub const EDGE_REJECTIONS: &str = "gateway_rejections_total";
+/// Metric: instances ejected after consecutive failures, by service.
+pub const UPSTREAM_EJECTIONS: &str = "gateway_upstream_ejections_total";
 /// Metric: cache lookups, by result (hit, miss, stale).
 pub const CACHE_LOOKUPS: &str = "gateway_cache_lookups_total";
 
@@ -69,6 +71,21 @@ pub struct Edge {
     pub clock: MonotonicClock,
     /// How long an upstream may take to start answering.
     pub upstream_timeout: Duration,
+}
+
+impl Edge {
+    /// Records an upstream outcome for passive ejection; an ejection is logged and counted.
+    fn report(&self, instance: &Instance, success: bool) {
+        if let Some(cooldown) = self.upstreams.report(instance, success, self.clock.now()) {
+            metrics::counter!(UPSTREAM_EJECTIONS, "service" => instance.service().to_owned()).increment(1);
+            tracing::warn!(
+                service = instance.service(),
+                instance = instance.base_url(),
+                cooldown_secs = cooldown.as_secs(),
+                "instance ejected after consecutive failures"
+            );
+        }
+    }
 }
 
 /// The pooled upstream client: HTTP/1.1 keep-alive, no TLS (upstreams are on loopback or a private network).
@@ -155,6 +172,10 @@ pub fn describe_metrics() {
         "Time until an upstream's response headers."
     );
     metrics::describe_counter!(EDGE_REJECTIONS, "Requests refused at the edge, by reason.");
+    metrics::describe_counter!(
+        UPSTREAM_EJECTIONS,
+        "Upstream instances ejected after consecutive failures, by service."
+    );
     metrics::describe_counter!(CACHE_LOOKUPS, "Response cache lookups, by result (hit, miss, stale).");
 }
 
@@ -348,20 +369,24 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
         }
         match result {
             Ok(Ok(response)) => {
-                edge.upstreams.report(&instance, !response.status().is_server_error(), edge.clock.now());
+                edge.report(&instance, !response.status().is_server_error());
                 break Ok((instance, response));
             }
             Ok(Err(error)) => {
                 // A body the client broke off or sent too much of is the client's fault, not the instance's.
                 if let Some(status) = client_body_fault(&error) {
                     let problem = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                        Problem::new(status, "body_too_large", "The request body is too large.")
+                        Problem::new(
+                            status,
+                            "body_too_large",
+                            "The request body is too large: it was refused before it was all sent.",
+                        )
                     } else {
                         Problem::bad_request("unreadable_body", "The request body could not be read to its end.")
                     };
                     return with_label(reject("client_body", problem), label);
                 }
-                edge.upstreams.report(&instance, false, edge.clock.now());
+                edge.report(&instance, false);
                 tracing::warn!(service = %service, instance = instance.base_url(), error = %error, "upstream call failed");
                 if error.is_connect() && retryable && attempt < 2 {
                     continue;
@@ -369,7 +394,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
                 break Err(StatusCode::BAD_GATEWAY);
             }
             Err(_) => {
-                edge.upstreams.report(&instance, false, edge.clock.now());
+                edge.report(&instance, false);
                 tracing::warn!(service = %service, instance = instance.base_url(), "upstream timed out");
                 break Err(StatusCode::GATEWAY_TIMEOUT);
             }
@@ -455,22 +480,32 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     with_label(response, label)
 }
 
-/// Whether a failed upstream call failed because of the client's request body:
-/// 413 when it went over the body limit, 400 when it broke off; `None` when the
-/// upstream side failed.
+/// Whether a failed upstream call failed over the client's request body
+/// rather than because the instance is unwell: the body went over the limit
+/// (413), broke off (400), or the upstream stopped reading it, as a service
+/// does when it refuses a body too large for it (413). None of these count
+/// against the instance.
 fn client_body_fault(error: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
-    let mut from_request_body = false;
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return Some(StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        // hyper calls an error of the body it was given to send a "user" error.
-        from_request_body |= error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user);
-        cause = error.source();
+    let chain = || std::iter::successors(Some(error), |e| e.source());
+    if chain().any(|e| e.is::<http_body_util::LengthLimitError>()) {
+        return Some(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    from_request_body.then_some(StatusCode::BAD_REQUEST)
+    // The request body is an axum body: an error of that type came from the client's side.
+    if chain().any(|e| e.is::<axum::Error>()) {
+        return Some(StatusCode::BAD_REQUEST);
+    }
+    // The upstream closed while the body was still being written: it answered
+    // (most likely 413) without reading it all. hyper names that failure only in
+    // its message, so the message is what is matched. An instance that really
+    // died is caught by the connection errors of the requests that follow.
+    chain()
+        .filter_map(|e| e.downcast_ref::<hyper::Error>())
+        .any(|e| e.is_body_write_aborted() || e.to_string() == BODY_WRITE_FAILED)
+        .then_some(StatusCode::PAYLOAD_TOO_LARGE)
 }
+
+/// hyper's message for a failure while writing a request body.
+const BODY_WRITE_FAILED: &str = "error writing a body to connection";
 
 /// Whether a response may be stored, judged from its headers before reading its body.
 fn worth_buffering(status: StatusCode, headers: &HeaderMap, cache: &ResponseCache) -> bool {

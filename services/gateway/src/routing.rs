@@ -425,27 +425,31 @@ impl Upstreams {
     /// Reports arriving while the instance is ejected are ignored: they belong to
     /// requests sent before the ejection (or to fail-open traffic) and say nothing
     /// new. A success resets both the failure count and the cool-down doubling.
-    pub fn report(&self, instance: &Instance, success: bool, now: Nanos) {
+    /// Returns the cool-down when this report ejected the instance.
+    pub fn report(&self, instance: &Instance, success: bool, now: Nanos) -> Option<Duration> {
         let state = &instance.0;
         if instance.is_ejected(now) {
-            return;
+            return None;
         }
         if success {
             state.consecutive_failures.store(0, Ordering::Release);
             state.ejections.store(0, Ordering::Release);
-            return;
+            return None;
         }
         let failures = state.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if failures < self.policy.consecutive_failures {
-            return;
+            return None;
         }
         // Only the caller that resets the count ejects, so racing failures
         // produce one ejection, not several back-to-back doublings.
         if state.consecutive_failures.compare_exchange(failures, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             let previous = state.ejections.fetch_add(1, Ordering::AcqRel);
-            let until = now.as_nanos().saturating_add(duration_to_nanos(self.policy.cooldown(previous)));
+            let cooldown = self.policy.cooldown(previous);
+            let until = now.as_nanos().saturating_add(duration_to_nanos(cooldown));
             state.ejected_until.store(until.max(1), Ordering::Release);
+            return Some(cooldown);
         }
+        None
     }
 
     /// The instances of `service`, or an empty slice for an unknown service.

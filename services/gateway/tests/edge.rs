@@ -842,6 +842,31 @@ async fn an_oversized_chunked_upload_is_413_and_does_not_eject_the_instance() {
 }
 
 #[tokio::test]
+async fn an_upstream_refusing_a_big_body_does_not_count_against_it() {
+    // The gateway accepts more than the upstream will read: the upstream answers
+    // and closes while the body is still being sent.
+    let edge = Edge::start(|config| {
+        config.http.body_limit_bytes = 16 * 1024 * 1024;
+        config.ejection.consecutive_failures = 1;
+    })
+    .await;
+    let admin = edge.admin_token();
+    for _ in 0..3 {
+        let chunks = futures_util::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])));
+        let response = send(
+            edge.post("/api/v1/products")
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(chunks)),
+        )
+        .await;
+        assert_ne!(response.status(), StatusCode::BAD_GATEWAY, "the client's body is not the instance's failure");
+    }
+    let metrics = send(edge.get("/metrics")).await.text().await.expect("metrics");
+    assert!(!metrics.contains("gateway_upstream_ejections_total{"), "no instance was ejected:\n{metrics}");
+}
+
+#[tokio::test]
 async fn a_401_names_the_bearer_scheme() {
     let edge = Edge::start(|_| {}).await;
     let response = send(edge.get("/api/v1/users/me")).await;
