@@ -1,7 +1,8 @@
 //! Keeping the data dir private to its owner. It holds password hashes
 //! (`services/identity/identity.sqlite`), signing keys and the admin
 //! credentials, so it is created with mode 0700, and one found open to group
-//! or others is closed to them, whatever the umask.
+//! or others is closed to them when it holds only bazaar's files (a shared
+//! directory such as /tmp is refused instead).
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -33,6 +34,16 @@ pub enum SecureError {
     /// The path exists but is not a directory.
     #[error("it is not a directory")]
     NotADirectory,
+    /// It is open to group or others and holds things that are not bazaar's:
+    /// changing its mode could lock others out of what is theirs.
+    #[error(
+        "others can read it (mode {from:o}) and it holds files that are not bazaar's; \
+         pass a --data-dir of its own, or run `chmod 700` on it if it really is bazaar's"
+    )]
+    Shared {
+        /// Its permission bits.
+        from: u32,
+    },
     /// It is open to group or others and its mode cannot be changed.
     #[error("others can read it (mode {from:o}) and it cannot be made private ({source}); run `chmod 700` on it")]
     Tighten {
@@ -65,9 +76,24 @@ pub fn secure(dir: &Path) -> Result<Secured, SecureError> {
     if from & 0o077 == 0 {
         return Ok(Secured::AlreadyPrivate);
     }
+    // Only an empty directory, or one that is plainly a bazaar data dir, is
+    // tightened: `--data-dir /tmp` must not close /tmp to everyone else.
+    if !is_empty_or_bazaars(dir) {
+        return Err(SecureError::Shared { from });
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE))
         .map_err(|source| SecureError::Tighten { from, source })?;
     Ok(Secured::Tightened { from })
+}
+
+/// The names a bazaar data dir holds at its top level.
+const DATA_DIR_ENTRIES: &[&str] = &["admin.credentials", "services", "logs", "run"];
+
+/// Whether `dir` is empty or holds nothing but what a bazaar data dir holds.
+fn is_empty_or_bazaars(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| entry.file_name().to_str().is_some_and(|name| DATA_DIR_ENTRIES.contains(&name)))
+    })
 }
 
 /// Creates `dir` with mode 0700 unless it exists (an existing one is left as it
@@ -81,6 +107,18 @@ pub fn create_private(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_shared_directory_with_other_files_is_refused_not_tightened() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(shared.join("someone-elses.txt"), "x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(secure(&shared), Err(SecureError::Shared { from: 0o1777 })));
+        assert_eq!(mode(&shared), 0o1777, "left as it was");
+    }
+
     use super::*;
 
     fn mode(path: &Path) -> u32 {

@@ -286,3 +286,17 @@ fn serve_makes_an_open_data_dir_private_and_says_so() {
     assert_eq!(mode, 0o700, "data dir mode {mode:o}");
     assert!(stdout(&output).contains("made it private (mode 700)"), "{}", stdout(&output));
 }
+
+#[test]
+fn up_refuses_a_misspelt_section_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("bazaar.toml");
+    std::fs::write(&file, "[catalg]\nseed_demo = false\n").unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data");
+    let port = testkit::free_port().to_string();
+    let output =
+        bazaar(&["up", "--data-dir", &data.to_string_lossy(), "--port", &port, "--config", &file.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("catalg"), "{}", stderr(&output));
+    assert!(!data.join("admin.credentials").exists(), "nothing was started: {}", stdout(&output));
+}

@@ -69,6 +69,7 @@ pub struct Args {
     #[arg(long = "replicas", value_name = "SVC=N", value_parser = parse_replicas)]
     pub replicas: Vec<(String, u32)>,
     /// The PostgreSQL server of the distributed profile; `up` creates a `bazaar_<svc>` database per service on it.
+    /// Prefer the environment variable: a flag's value (with its password) shows in `ps`.
     #[arg(long, value_name = "URL", env = "BAZAAR_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
     /// A configuration file handed to every process instead of ./bazaar.toml; repeat to layer files.
@@ -96,7 +97,7 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     let (data_dir, secured) = preflight::data_dir(&args.data_dir)?;
     preflight::not_running(&data_dir)?;
     let config = config_files(&args.config)?;
-    let host = preflight::edge_host(edge.name, &config)?;
+    let host = preflight::edge_host(edge.name, &config, catalogue.iter().map(|s| s.name.to_owned()).collect())?;
     preflight::port_free(&host, args.port)?;
     let databases = match args.profile {
         Profile::Embedded => BTreeMap::new(),
@@ -488,7 +489,7 @@ impl Supervisor {
                 vec![p.service.clone(), p.instance.to_string(), p.pid.to_string(), p.url.clone(), "healthy".to_owned()]
             })
             .collect();
-        let mut out = format!("\n{}", crate::table::render(&["service", "instance", "pid", "url", "state"], &rows));
+        let mut out = format!("\n{}", crate::table::render(&["service", "instance", "pid", "url", "status"], &rows));
         out.push_str(&format!("\ngateway  {}\ndocs     {}/docs\n", self.state.gateway_url, self.state.gateway_url));
         out.push_str(&format!(
             "all {} processes healthy in {:.1} s; Ctrl-C stops them\n",

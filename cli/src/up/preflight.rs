@@ -101,9 +101,15 @@ struct HostView {
 }
 
 /// The host the edge service will bind: `<edge>.http.host` from the
-/// configuration, or every interface when it is not set.
-pub fn edge_host(edge: &str, config: &[PathBuf]) -> Result<String, PreflightError> {
-    let sources = Sources { files: (!config.is_empty()).then(|| config.to_vec()), ..Sources::default() };
+/// configuration, or every interface when it is not set. Reading it also
+/// checks the configuration's sections against `sections`, so a misspelt one
+/// stops `up` before any process starts.
+pub fn edge_host(edge: &str, config: &[PathBuf], sections: Vec<String>) -> Result<String, PreflightError> {
+    let sources = Sources {
+        files: (!config.is_empty()).then(|| config.to_vec()),
+        known_sections: Some(sections),
+        ..Sources::default()
+    };
     let view: EdgeView = chassis::config::load(edge, &sources).map_err(anyhow::Error::from)?;
     Ok(view.http.host.unwrap_or_else(|| "0.0.0.0".to_owned()))
 }
@@ -212,8 +218,14 @@ mod tests {
         let file = dir.path().join("bazaar.toml");
         std::fs::write(&file, "[gateway]\nrate_limit = 5\n[gateway.http]\nport = 1\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(edge_host("gateway", std::slice::from_ref(&file)).unwrap_or_else(|e| panic!("{e}")), "0.0.0.0");
+        assert_eq!(
+            edge_host("gateway", std::slice::from_ref(&file), vec!["gateway".into()]).unwrap_or_else(|e| panic!("{e}")),
+            "0.0.0.0"
+        );
         std::fs::write(&file, "[gateway.http]\nhost = \"127.0.0.1\"\n").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(edge_host("gateway", &[file]).unwrap_or_else(|e| panic!("{e}")), "127.0.0.1");
+        assert_eq!(
+            edge_host("gateway", &[file], vec!["gateway".into()]).unwrap_or_else(|e| panic!("{e}")),
+            "127.0.0.1"
+        );
     }
 }

@@ -35,7 +35,7 @@ pub enum DbError {
     #[error("database url `{0}` is neither sqlite:// nor postgres://")]
     UnknownScheme(String),
     /// The directory of an SQLite file cannot be created or written.
-    #[error("cannot use {path} for the database: {source}")]
+    #[error("cannot use {path} for the database")]
     Directory {
         /// The directory.
         path: String,
@@ -43,10 +43,10 @@ pub enum DbError {
         source: std::io::Error,
     },
     /// Connecting failed.
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
     /// A migration failed.
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 

@@ -130,11 +130,13 @@ pub fn stack(routes: Router, health: &Health, body_limit: usize) -> Router {
         .layer(middleware::from_fn(observe))
         // A panicking handler yields a 500 problem instead of a dropped connection.
         .layer(CatchPanicLayer::custom(|_| Problem::internal(&"handler panicked").into_response()))
-        // Outermost: the trace context, so every line logged below carries the trace id.
+        // Outermost: the trace context and the request path, so every line logged
+        // below carries the trace id and every problem names its instance.
         .layer(middleware::from_fn(trace_context))
 }
 
-/// Reads or starts the W3C trace context and runs the rest of the request inside it.
+/// Reads or starts the W3C trace context and runs the rest of the request
+/// inside it, with the request path as the `instance` of any problem.
 async fn trace_context(request: Request, next: Next) -> Response {
     let incoming = request.headers().get(trace::HEADER).and_then(|v| v.to_str().ok());
     let ctx = TraceContext::from_incoming(incoming);

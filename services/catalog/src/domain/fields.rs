@@ -244,21 +244,17 @@ impl io::Write for ByteCounter {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn attributes_refuse_nul_in_keys_and_nested_values() {
-        for bad in [
-            serde_json::json!({"a\u{0}": 1}),
-            serde_json::json!({"colour": "te\u{0}al"}),
-            serde_json::json!({"sizes": ["S", {"x": "\u{0}"}]}),
-        ] {
-            assert!(Attributes::new(bad.clone()).is_err(), "{bad}");
-        }
-        assert!(Attributes::new(serde_json::json!({"note": "tab\tand line\nbreak"})).is_ok());
-    }
-
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn attributes_refuse_nul_in_keys_and_nested_values() {
+        for bad in [json!({"a\u{0}": 1}), json!({"colour": "te\u{0}al"}), json!({"sizes": ["S", {"x": "\u{0}"}]})] {
+            assert!(Attributes::new(bad.clone()).is_err(), "{bad}");
+        }
+        assert!(Attributes::new(json!({"note": "tab\tand line\nbreak"})).is_ok());
+    }
 
     #[test]
     fn name_is_trimmed() {
