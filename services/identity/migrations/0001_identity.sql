@@ -18,14 +18,9 @@ CREATE TABLE user_profiles (
     created_at TEXT NOT NULL
 );
 
--- Sign-in attempts, for throttling: recorded before the password is checked
--- (so parallel guesses cannot outrun the count) and removed when a sign-in
--- succeeds. The key is a UUIDv5 of the submitted email, never the email itself.
-CREATE TABLE sign_in_attempts (
-    attempt_key TEXT NOT NULL CHECK (length(attempt_key) = 36),
-    at_unix     BIGINT NOT NULL
+-- Failed sign-ins per submitted email (whether or not an account exists), for throttling.
+CREATE TABLE login_failures (
+    email_key TEXT NOT NULL,
+    at_unix   BIGINT NOT NULL
 );
--- Counting one key's attempts in the window.
-CREATE INDEX sign_in_attempts_by_key ON sign_in_attempts (attempt_key, at_unix);
--- Pruning every key's expired attempts, which each new attempt does.
-CREATE INDEX sign_in_attempts_by_time ON sign_in_attempts (at_unix);
+CREATE INDEX login_failures_by_key ON login_failures (email_key, at_unix);

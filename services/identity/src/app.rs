@@ -21,7 +21,9 @@ use crate::store::{AttemptOutcome, Profile, SqlUserStore, StoreError, UserStore}
 
 /// Failed sign-ins allowed per submitted email within [`LOGIN_WINDOW`]; the
 /// next attempt gets 429. Attempts still being verified count as failed until
-/// they succeed, so parallel guesses cannot get more than this many through.
+/// they succeed, so parallel guesses cannot get more than this many through,
+/// and a success withdraws only its own attempt, so it does not forgive the
+/// failures around it.
 pub const MAX_LOGIN_FAILURES: u32 = 5;
 /// The window over which failed sign-ins are counted.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -128,15 +130,16 @@ impl<S: UserStore> Identity<S> {
     ///
     /// Throttled per submitted string, so unknown and known emails count
     /// alike: the attempt is recorded (or refused) before the password is
-    /// checked, and withdrawn only if it succeeds. A string that is no valid
+    /// checked, and withdrawn only if it succeeds; other attempts for the email,
+    /// failed or still being checked, stay counted. A string that is no valid
     /// address (a NUL byte, 300 characters) is simply an unknown account.
     pub async fn sign_in(&self, email: &str, password: String) -> Result<TokenGrant, AppError> {
         let key = SignInKey::for_submitted_email(email);
         let now = OffsetDateTime::now_utc();
-        match self.store.try_begin_attempt(&key, now, LOGIN_WINDOW, MAX_LOGIN_FAILURES).await? {
-            AttemptOutcome::Allowed => {}
+        let attempt = match self.store.try_begin_attempt(&key, now, LOGIN_WINDOW, MAX_LOGIN_FAILURES).await? {
+            AttemptOutcome::Allowed(attempt) => attempt,
             AttemptOutcome::Throttled { retry_after_secs } => return Err(AppError::Throttled { retry_after_secs }),
-        }
+        };
         let user = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
@@ -154,7 +157,7 @@ impl<S: UserStore> Identity<S> {
         };
         // A failure leaves its attempt recorded: that is what the throttle counts.
         let Some(user) = user.filter(|_| verified) else { return Err(AppError::InvalidCredentials) };
-        self.store.clear_attempts(&key).await?;
+        self.store.withdraw_attempt(attempt).await?;
         let claims = AccessClaims::new(user.id(), user.roles(), OffsetDateTime::now_utc(), ACCESS_TOKEN_TTL);
         let token = self.keys.issue(&claims).map_err(|e| AppError::Internal(e.to_string()))?;
         Ok(TokenGrant { access_token: token, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL.as_secs() })

@@ -168,6 +168,46 @@ async fn parallel_wrong_passwords_for_one_email_get_at_most_five_401s() {
     assert_eq!(unauthorized + throttled, 20, "{statuses:?}");
 }
 
+#[tokio::test]
+async fn a_successful_sign_in_does_not_forgive_the_failures_around_it() {
+    let api = start().await;
+    api.register("ada@example.com").await;
+    for attempt in 1..=4 {
+        let (status, _) = api.sign_in("ada@example.com", "wrong-password-9").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {attempt}");
+    }
+    let (status, grant) = api.sign_in("ada@example.com", "correct-horse-42").await;
+    assert_eq!(status, StatusCode::OK, "four failures leave room for the right password: {grant}");
+    let (status, _) = api.sign_in("ada@example.com", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the fifth failure is still checked");
+    // Five failures in the window: the success between them withdrew only its own attempt.
+    let (status, problem) = api.sign_in("ada@example.com", "correct-horse-42").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits: {problem}");
+    let (status, _) = api.sign_in("ada@example.com", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_success_among_parallel_guesses_leaves_their_attempts_counted() {
+    let api = start().await;
+    api.register("ada@example.com").await;
+    // Four guesses and the owner's sign-in at once: all five fit in the window,
+    // and the guesses are recorded while the owner's password is being checked.
+    let guesses = (0..4).map(|_| api.sign_in("ada@example.com", "wrong-password-9"));
+    let ((success, grant), guessed) =
+        tokio::join!(api.sign_in("ada@example.com", "correct-horse-42"), join_all(guesses));
+    assert_eq!(success, StatusCode::OK, "{grant}");
+    for (status, problem) in &guessed {
+        assert_eq!(*status, StatusCode::UNAUTHORIZED, "{problem}");
+    }
+    // The success withdrew its own attempt only: the four failures stay, so
+    // one more failure fills the window.
+    let (status, _) = api.sign_in("ada@example.com", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the fifth failure");
+    let (status, _) = api.sign_in("ada@example.com", "wrong-password-9").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the parallel failures were wiped by the success");
+}
+
 /// Sign-ins with emails no account can have: a NUL byte, 300 characters, a
 /// megabyte-sized string. Each is an ordinary unknown account.
 async fn unusable_emails_are_unknown_accounts(api: &Running) {

@@ -1,15 +1,18 @@
 //! The identity store contract, run on SQLite and on a real PostgreSQL server.
-//! Each case gets a fresh, migrated database.
+//! Each case gets a fresh, migrated database, except the one that starts from
+//! the schema an older release left behind.
 
 // Integration tests: a failed expect or unwrap is a failed assertion with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chassis::db::Db;
 use futures_util::future::join_all;
-use identity::domain::{DisplayName, Email, PasswordHash, RegisterUser, Role, SignInKey, User, UserId};
+use identity::domain::{AttemptId, DisplayName, Email, PasswordHash, RegisterUser, Role, SignInKey, User, UserId};
 use identity::store::{AttemptOutcome, SqlUserStore, StoreError, UserStore};
+use sqlx::migrate::Migrator;
 use time::OffsetDateTime;
 
 /// A hash in PHC form; the store never interprets it.
@@ -71,21 +74,29 @@ async fn attempt(store: &SqlUserStore, key: &SignInKey, unix: i64) -> AttemptOut
     store.try_begin_attempt(key, at(unix), WINDOW, MAX).await.expect("attempt")
 }
 
+/// An attempt that must be allowed, and its id.
+async fn allowed(store: &SqlUserStore, key: &SignInKey, unix: i64) -> AttemptId {
+    match attempt(store, key, unix).await {
+        AttemptOutcome::Allowed(id) => id,
+        throttled => panic!("the attempt at {unix} was refused: {throttled:?}"),
+    }
+}
+
+fn is_allowed(outcome: &AttemptOutcome) -> bool {
+    matches!(outcome, AttemptOutcome::Allowed(_))
+}
+
 async fn attempts_are_allowed_up_to_the_limit_then_throttled_until_the_oldest_leaves_the_window(db: Db) {
     let store = store(db).await;
     let eve = key("eve@example.com");
     for unix in [1000, 1010, 1020, 1030, 1040] {
-        assert_eq!(attempt(&store, &eve, unix).await, AttemptOutcome::Allowed, "attempt at {unix}");
+        allowed(&store, &eve, unix).await;
     }
     assert_eq!(attempt(&store, &eve, 1050).await, AttemptOutcome::Throttled { retry_after_secs: 850 });
     assert_eq!(attempt(&store, &eve, 1899).await, AttemptOutcome::Throttled { retry_after_secs: 1 });
-    assert_eq!(
-        attempt(&store, &key("other@example.com"), 1050).await,
-        AttemptOutcome::Allowed,
-        "other keys count alone"
-    );
+    assert!(is_allowed(&attempt(&store, &key("other@example.com"), 1050).await), "other keys count alone");
     // At 1901 the attempt of 1000 has left the window: one place is free again.
-    assert_eq!(attempt(&store, &eve, 1901).await, AttemptOutcome::Allowed);
+    allowed(&store, &eve, 1901).await;
     assert_eq!(attempt(&store, &eve, 1902).await, AttemptOutcome::Throttled { retry_after_secs: 8 });
 }
 
@@ -101,41 +112,92 @@ async fn concurrent_attempts_for_one_key_allow_exactly_the_limit(replica_a: Db, 
     let outcomes = join_all(attempts).await;
     for key in &keys {
         let of_key: Vec<AttemptOutcome> = outcomes.iter().filter(|(k, _)| k == key).map(|(_, o)| *o).collect();
-        let allowed = of_key.iter().filter(|o| **o == AttemptOutcome::Allowed).count();
+        let allowed = of_key.iter().filter(|o| is_allowed(o)).count();
         assert_eq!(allowed, MAX as usize, "{of_key:?}");
         assert!(
             of_key
                 .iter()
-                .all(|o| matches!(o, AttemptOutcome::Allowed | AttemptOutcome::Throttled { retry_after_secs: 900 })),
+                .all(|o| matches!(o, AttemptOutcome::Allowed(_) | AttemptOutcome::Throttled { retry_after_secs: 900 })),
             "{of_key:?}"
         );
     }
-    assert_eq!(attempt(&a, &key("other@example.com"), 5000).await, AttemptOutcome::Allowed);
+    let ids: HashSet<AttemptId> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            AttemptOutcome::Allowed(id) => Some(*id),
+            AttemptOutcome::Throttled { .. } => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), keys.len() * MAX as usize, "every allowed attempt has an id of its own");
+    allowed(&a, &key("other@example.com"), 5000).await;
 }
 
 async fn a_submitted_email_with_a_nul_byte_is_an_ordinary_key(db: Db) {
     let store = store(db).await;
     let nul = key("a\u{0}@example.com");
+    let mut ids = Vec::new();
     for unix in 0..5 {
-        assert_eq!(attempt(&store, &nul, 100 + unix).await, AttemptOutcome::Allowed);
+        ids.push(allowed(&store, &nul, 100 + unix).await);
     }
     assert!(matches!(attempt(&store, &nul, 105).await, AttemptOutcome::Throttled { .. }));
-    assert_eq!(attempt(&store, &key("a@example.com"), 105).await, AttemptOutcome::Allowed, "not the same key");
-    store.clear_attempts(&nul).await.expect("clear");
-    assert_eq!(attempt(&store, &nul, 106).await, AttemptOutcome::Allowed);
+    allowed(&store, &key("a@example.com"), 105).await;
+    store.withdraw_attempt(ids[2]).await.expect("withdraw");
+    allowed(&store, &nul, 106).await;
 }
 
-async fn clearing_forgets_the_attempts_of_one_key_only(db: Db) {
+async fn withdrawing_an_attempt_leaves_the_others_counted(db: Db) {
     let store = store(db).await;
     let (ada, eve) = (key("ada@example.com"), key("eve@example.com"));
-    for unix in 0..5 {
-        attempt(&store, &ada, 100 + unix).await;
-        attempt(&store, &eve, 100 + unix).await;
+    let mut ada_attempts = Vec::new();
+    for unix in 0..4 {
+        ada_attempts.push(allowed(&store, &ada, 100 + unix).await);
+        allowed(&store, &eve, 100 + unix).await;
     }
-    store.clear_attempts(&ada).await.expect("clear");
-    store.clear_attempts(&key("nobody@example.com")).await.expect("clearing a key without attempts");
-    assert_eq!(attempt(&store, &ada, 110).await, AttemptOutcome::Allowed);
-    assert!(matches!(attempt(&store, &eve, 110).await, AttemptOutcome::Throttled { .. }), "others keep theirs");
+    // Ada's fifth attempt succeeds: it alone is withdrawn, her four failures stay.
+    let success = allowed(&store, &ada, 104).await;
+    store.withdraw_attempt(success).await.expect("withdraw");
+    store.withdraw_attempt(success).await.expect("withdrawing twice does nothing");
+    store.withdraw_attempt(AttemptId::new()).await.expect("withdrawing an id never recorded does nothing");
+    allowed(&store, &ada, 110).await;
+    assert_eq!(
+        attempt(&store, &ada, 111).await,
+        AttemptOutcome::Throttled { retry_after_secs: 889 },
+        "the four failures and the one after the success fill the window, counted from the oldest failure"
+    );
+    allowed(&store, &eve, 111).await;
+    assert!(matches!(attempt(&store, &eve, 112).await, AttemptOutcome::Throttled { .. }), "others keep theirs");
+    // Withdrawing any one attempt frees exactly one place.
+    store.withdraw_attempt(ada_attempts[0]).await.expect("withdraw");
+    allowed(&store, &ada, 112).await;
+    assert!(matches!(attempt(&store, &ada, 113).await, AttemptOutcome::Throttled { .. }));
+}
+
+/// A database that the first release of identity made: only migration 1, with
+/// a user in it and failures in the table that release throttled with. The
+/// current migrations apply on top of it and the store works on the result.
+async fn a_database_made_by_the_first_migration_migrates_forward(db: Db) {
+    let current = sqlx::migrate!("./migrations");
+    let first_only = Migrator::with_migrations(current.iter().filter(|m| m.version == 1).cloned().collect());
+    db.migrate(&first_only, &first_only).await.expect("the first migration applies");
+    let (user, event) = new_user("ada@example.com", vec![Role::Customer]);
+    SqlUserStore::new(db.clone()).register(&user, &event).await.expect("register under the first schema");
+    let mut tx = db.begin_write().await.expect("begin");
+    sqlx::query("INSERT INTO login_failures (email_key, at_unix) VALUES ('ada@example.com', 100)")
+        .execute(&mut *tx)
+        .await
+        .expect("a failure the first release recorded");
+    tx.commit().await.expect("commit");
+
+    let store = store(db.clone()).await;
+    identity::store::migrate(&db).await.expect("migrating again, as every start does, changes nothing");
+    let read = store.user_by_email(user.email()).await.expect("read");
+    assert_eq!(read.as_ref(), Some(&user), "users survive the upgrade");
+    assert!(store.profile(user.id()).await.expect("profile").is_some());
+    let ada = key("ada@example.com");
+    let success = allowed(&store, &ada, 1000).await;
+    store.withdraw_attempt(success).await.expect("withdraw");
+    let gone = sqlx::query("SELECT COUNT(*) FROM login_failures").fetch_one(db.reader()).await;
+    assert!(gone.is_err(), "the old table is dropped, and the addresses it held with it");
 }
 
 async fn attempts_older_than_the_window_are_pruned_whatever_their_key(db: Db) {
@@ -175,8 +237,9 @@ macro_rules! suite {
         let shared = $fresh_url;
         concurrent_attempts_for_one_key_allow_exactly_the_limit(open(&shared).await, open(&shared).await).await;
         a_submitted_email_with_a_nul_byte_is_an_ordinary_key(open(&$fresh_url).await).await;
-        clearing_forgets_the_attempts_of_one_key_only(open(&$fresh_url).await).await;
+        withdrawing_an_attempt_leaves_the_others_counted(open(&$fresh_url).await).await;
         attempts_older_than_the_window_are_pruned_whatever_their_key(open(&$fresh_url).await).await;
+        a_database_made_by_the_first_migration_migrates_forward(open(&$fresh_url).await).await;
     }};
 }
 

@@ -21,5 +21,5 @@ pub use name::{DisplayName, DisplayNameError};
 pub use password::{InvalidPasswordHash, Password, PasswordError, PasswordHash};
 pub use registration::{FieldError, RegistrationInput, ValidRegistration, ValidationErrors};
 pub use role::{Role, UnknownRole};
-pub use sign_in::{SIGN_IN_KEY_NAMESPACE, SignInKey};
+pub use sign_in::{AttemptId, SIGN_IN_KEY_NAMESPACE, SignInKey};
 pub use user::{RegisterUser, USER_ID_NAMESPACE, USER_REGISTERED_V1, User, UserEvent, UserId, UserRegistered};

@@ -1,4 +1,5 @@
-//! The key sign-in attempts are counted under, for the throttle.
+//! The key sign-in attempts are counted under, for the throttle, and the id
+//! that names one attempt.
 //!
 //! Attempts are counted per submitted email whether or not an account has it,
 //! so the key is derived from whatever string the client sent, valid address or
@@ -37,6 +38,40 @@ impl SignInKey {
 
 /// The hyphenated UUID: 36 ASCII characters, as stored.
 impl fmt::Display for SignInKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// One recorded sign-in attempt: what a sign-in that succeeds withdraws, so
+/// that it takes back its own attempt and leaves every other one counted
+/// (including those of parallel guesses still being verified).
+///
+/// A UUIDv7, so attempts recorded one after another get increasing ids and
+/// index inserts stay local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptId(Uuid);
+
+impl AttemptId {
+    /// A fresh id, never given to another attempt.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The id as a UUID.
+    pub const fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for AttemptId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The hyphenated UUID: 36 ASCII characters, as stored.
+impl fmt::Display for AttemptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0.hyphenated(), f)
     }
@@ -83,6 +118,14 @@ mod tests {
     fn the_namespace_is_the_documented_one() {
         let derived = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://bazaar.example/identity/sign-in-attempts");
         assert_eq!(SIGN_IN_KEY_NAMESPACE, derived);
+    }
+
+    #[test]
+    fn attempt_ids_are_distinct_and_stored_as_36_characters() {
+        let (first, second) = (AttemptId::new(), AttemptId::new());
+        assert_ne!(first, second);
+        assert_eq!(first.to_string().len(), 36);
+        assert_eq!(first.as_uuid().get_version_num(), 7);
     }
 
     proptest! {

@@ -14,11 +14,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Email, SignInKey, User, UserEvent, UserId};
+use crate::domain::{AttemptId, Email, SignInKey, User, UserEvent, UserId};
 
 pub use sql::SqlUserStore;
 
 /// The schema; one set of migrations serves both engines, since identity's SQL is portable.
+///
+/// A migration, once published, is never edited: databases record each
+/// applied migration's checksum and refuse to start when a file no longer
+/// matches it. A change to the schema is a new migration.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Brings `db` to the current schema.
@@ -60,8 +64,9 @@ pub struct Profile {
 /// The answer of [`UserStore::try_begin_attempt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// The attempt was recorded; check the password.
-    Allowed,
+    /// The attempt was recorded under this id; check the password, and
+    /// withdraw the attempt if it is right.
+    Allowed(AttemptId),
     /// Too many attempts for this key in the window; nothing was recorded.
     Throttled {
         /// Seconds until an attempt is allowed again (at least 1).
@@ -82,8 +87,8 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// The sign-in throttle's one step before a password is checked: counts
     /// the attempts recorded for `key` in the `window` up to `now` and, if
-    /// there are fewer than `max_attempts`, records this one (at `now`) and
-    /// answers [`AttemptOutcome::Allowed`]; otherwise records nothing and
+    /// there are fewer than `max_attempts`, records this one (at `now`, under
+    /// a fresh id) and answers [`AttemptOutcome::Allowed`] with that id; otherwise records nothing and
     /// answers [`AttemptOutcome::Throttled`] with the seconds until the oldest
     /// counted attempt leaves the window (at least 1).
     ///
@@ -92,7 +97,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// `max_attempts` are allowed per window. The attempt is recorded before
     /// the outcome is known so that slow verifications running in parallel
     /// cannot all pass a check made before any of them failed; a sign-in that
-    /// succeeds withdraws it with [`UserStore::clear_attempts`].
+    /// succeeds withdraws its own attempt, and only that one, with
+    /// [`UserStore::withdraw_attempt`]. So every failure counts for the whole
+    /// window, whether or not a success comes between.
     ///
     /// The same step deletes every key's attempts older than the window, so
     /// the table holds at most one window of attempts. All callers must
@@ -105,6 +112,74 @@ pub trait UserStore: Send + Sync + 'static {
         max_attempts: u32,
     ) -> impl Future<Output = Result<AttemptOutcome, StoreError>> + Send;
 
-    /// Forgets every attempt recorded for `key`: the sign-in succeeded.
-    fn clear_attempts(&self, key: &SignInKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets the attempt recorded under `id`: that sign-in succeeded. Other
+    /// attempts for the same key stay counted. Withdrawing an attempt that is
+    /// gone already (pruned, or withdrawn before) does nothing.
+    fn withdraw_attempt(&self, id: AttemptId) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// `migrations/0001_identity.sql` as first published: the bytes whose
+    /// checksum every existing identity database has recorded for migration 1.
+    const PUBLISHED_0001: &str = r#"-- Write side: the User aggregate's state, read only by commands (register, login).
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    email         TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    roles         TEXT NOT NULL,      -- comma-separated, sorted
+    created_at    TEXT NOT NULL       -- RFC 3339 UTC
+);
+
+-- Read side: the profile query model, fed by the user events in the same
+-- transaction as the write. Queries never touch `users`.
+CREATE TABLE user_profiles (
+    id         TEXT PRIMARY KEY,
+    email      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    roles      TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+-- Failed sign-ins per submitted email (whether or not an account exists), for throttling.
+CREATE TABLE login_failures (
+    email_key TEXT NOT NULL,
+    at_unix   BIGINT NOT NULL
+);
+CREATE INDEX login_failures_by_key ON login_failures (email_key, at_unix);
+"#;
+
+    #[test]
+    fn the_first_migration_is_byte_for_byte_the_published_one() {
+        let first = MIGRATIONS.iter().find(|m| m.version == 1).expect("migration 1 exists");
+        let published = sqlx::migrate::Migration::new(
+            1,
+            "identity".into(),
+            sqlx::migrate::MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(PUBLISHED_0001),
+            false,
+        );
+        // The SHA-384 of the file as published, so the text above cannot drift either.
+        let published_hex: String = published.checksum.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            published_hex,
+            "6cef917bbf7c4fdb6d0726ddc311da0437fcfe8bfe6b45ef2b2d1f3bfd9b2a8ce061cad7eff7c29b4fb27df23dfade41"
+        );
+        assert!(
+            first.checksum == published.checksum,
+            "migrations/0001_identity.sql differs from the published file, so every existing database would \
+             refuse to start (\"migration 1 was previously applied but has been modified\"). Restore it and \
+             change the schema in a new migration instead."
+        );
+    }
+
+    #[test]
+    fn migrations_are_numbered_one_after_another() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let expected: Vec<i64> = (1..=i64::try_from(versions.len()).expect("few migrations")).collect();
+        assert_eq!(versions, expected);
+    }
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{AttemptOutcome, Profile, StoreError, UserStore};
-use crate::domain::{DisplayName, Email, PasswordHash, Role, SignInKey, User, UserEvent, UserId};
+use crate::domain::{AttemptId, DisplayName, Email, PasswordHash, Role, SignInKey, User, UserEvent, UserId};
 
 /// The identity store on a [`Db`] of either dialect.
 #[derive(Debug, Clone)]
@@ -178,12 +178,14 @@ impl UserStore for SqlUserStore {
         let counted: i64 = row.try_get("n")?;
         let oldest: Option<i64> = row.try_get("oldest")?;
         let outcome = if counted < i64::from(max_attempts) {
-            sqlx::query("INSERT INTO sign_in_attempts (attempt_key, at_unix) VALUES ($1, $2)")
+            let id = AttemptId::new();
+            sqlx::query("INSERT INTO sign_in_attempts (attempt_id, attempt_key, at_unix) VALUES ($1, $2, $3)")
+                .bind(id.to_string())
                 .bind(&key)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            AttemptOutcome::Allowed
+            AttemptOutcome::Allowed(id)
         } else {
             let retry = oldest.map_or(window, |oldest| oldest.saturating_add(window).saturating_sub(now));
             AttemptOutcome::Throttled { retry_after_secs: u64::try_from(retry).unwrap_or(0).max(1) }
@@ -193,10 +195,10 @@ impl UserStore for SqlUserStore {
         Ok(outcome)
     }
 
-    async fn clear_attempts(&self, key: &SignInKey) -> Result<(), StoreError> {
+    async fn withdraw_attempt(&self, id: AttemptId) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("DELETE FROM sign_in_attempts WHERE attempt_key = $1")
-            .bind(key.to_string())
+        sqlx::query("DELETE FROM sign_in_attempts WHERE attempt_id = $1")
+            .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
