@@ -7,10 +7,12 @@
 //! # Layout
 //! - [`postgres`]: [`Postgres`], a private PostgreSQL server in a temp dir.
 //! - [`platform`]: [`Platform`], `bazaar up` in a temp data dir on a free port.
+//! - [`service`]: [`RunningService`], one built service in this process on a free port.
 //! - `sys`: sending signals to the processes started here.
 
 pub mod platform;
 pub mod postgres;
+pub mod service;
 mod sys;
 
 use std::future::Future;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub use platform::{Platform, PlatformError, PlatformOptions};
 pub use postgres::{Postgres, PostgresError};
+pub use service::RunningService;
 
 /// How often [`wait_until`] checks its condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);

@@ -6,7 +6,6 @@
 // Integration tests: a failed expect or unwrap is a failed assertion with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use chassis::server::{Shutdown, ShutdownTrigger};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,18 +15,15 @@ const CUSTOMER: &str = "0190a6f0-0000-7000-8000-000000000002";
 struct Running {
     base: String,
     client: reqwest::Client,
-    _trigger: ShutdownTrigger,
+    _service: testkit::RunningService,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let service = catalog::build(&catalog::Config::default(), dir.path()).await.expect("catalog builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (trigger, shutdown) = Shutdown::new();
-    chassis::task::spawn("catalog", service.run(listener, shutdown));
-    Running { base: format!("http://{addr}"), client: reqwest::Client::new(), _trigger: trigger, _dir: dir }
+    let service = testkit::RunningService::start("catalog", service).await;
+    Running { base: service.base_url().to_owned(), client: reqwest::Client::new(), _service: service, _dir: dir }
 }
 
 impl Running {

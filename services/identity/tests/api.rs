@@ -4,9 +4,7 @@
 // Integration tests: a failed expect or unwrap is a failed assertion with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-
-use chassis::server::{Shutdown, ShutdownTrigger};
+use chassis::server::Shutdown;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 struct Running {
     base: String,
     client: reqwest::Client,
-    _trigger: ShutdownTrigger,
+    _service: testkit::RunningService,
     _dir: tempfile::TempDir,
 }
 
@@ -28,11 +26,8 @@ async fn start_on(url: String) -> Running {
     let mut config = identity::Config::default();
     config.database.url = url;
     let service = identity::build(&config, dir.path()).await.expect("identity builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let (trigger, shutdown) = Shutdown::new();
-    chassis::task::spawn("identity", service.run(listener, shutdown));
-    Running { base: format!("http://{addr}"), client: reqwest::Client::new(), _trigger: trigger, _dir: dir }
+    let service = testkit::RunningService::start("identity", service).await;
+    Running { base: service.base_url().to_owned(), client: reqwest::Client::new(), _service: service, _dir: dir }
 }
 
 impl Running {
