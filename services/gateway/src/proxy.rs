@@ -210,25 +210,31 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     strip_client_identity(&mut parts.headers);
     strip_hop_by_hop(&mut parts.headers);
 
-    // A token not seen before costs a signature check: those are limited per
-    // IP like anonymous calls, so a flood of forged tokens is throttled too.
     let now = edge.clock.now();
-    if let (Some(limits), Ok(Some(token))) = (&edge.limits, bearer_token(&parts.headers))
-        && !edge.verifier.is_cached(token, unix_now())
-    {
-        let decision = limits.check(&ClientKey::Ip(client_ip), now);
-        if !decision.is_allowed() {
-            return with_label(rate_limited(decision), label);
-        }
-    }
-    // Authentication: a token that is present must be valid, whatever the route's policy.
-    let principal: Option<Arc<Principal>> = match bearer_token(&parts.headers) {
-        Ok(None) => None,
-        Ok(Some(token)) => match edge.verifier.verify_or_refresh(token, unix_now()).await {
-            Ok(principal) => Some(principal),
-            Err(error) => return with_label(reject("token", auth_problem(&error)), label),
-        },
+    let token = match bearer_token(&parts.headers) {
+        Ok(token) => token,
         Err(error) => return with_label(reject("token", auth_problem(&error)), label),
+    };
+    // Authentication: a token that is present must be valid, whatever the route's policy.
+    let principal: Option<Arc<Principal>> = match token {
+        None => None,
+        Some(token) => {
+            let unix = unix_now();
+            // A token not seen before costs a signature check: those are limited per
+            // IP like anonymous calls, so a flood of forged tokens is throttled too.
+            if let Some(limits) = &edge.limits
+                && !edge.verifier.is_cached(token, unix)
+            {
+                let decision = limits.check(&ClientKey::Ip(client_ip), now);
+                if !decision.is_allowed() {
+                    return with_label(rate_limited(decision), label);
+                }
+            }
+            match edge.verifier.verify_or_refresh(token, unix).await {
+                Ok(principal) => Some(principal),
+                Err(error) => return with_label(reject("token", auth_problem(&error)), label),
+            }
+        }
     };
     // Authorization by the route's policy for this method.
     let roles = principal.as_ref().map(|p| p.roles());
