@@ -298,8 +298,8 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     if let Ok(value) = HeaderValue::from_str(&client_span.header_value()) {
         headers.insert(chassis::trace::HEADER, value);
     }
-    if let Some(principal) = &principal {
-        if let Ok(value) = HeaderValue::from_str(&principal.user_id().to_string()) {
+    if let (Some(principal), Some(user_id)) = (&principal, &user_id) {
+        if let Ok(value) = HeaderValue::from_str(user_id) {
             headers.insert(USER_ID_HEADER, value);
         }
         if let Ok(value) = HeaderValue::from_str(&principal.roles().join(",")) {
