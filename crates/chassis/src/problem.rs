@@ -14,13 +14,13 @@ use crate::trace;
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 tokio::task_local! {
-    /// The path of the request being handled, so every problem names its `instance`.
-    static REQUEST_PATH: String;
+    /// The URI of the request being handled, so every problem names its `instance`.
+    static REQUEST_URI: axum::http::Uri;
 }
 
-/// Runs `fut` (a request's handling) with `path` as the `instance` of any problem it makes.
-pub async fn scope_instance<F: Future>(path: String, fut: F) -> F::Output {
-    REQUEST_PATH.scope(path, fut).await
+/// Runs `fut` (a request's handling) with `uri`'s path as the `instance` of any problem it makes.
+pub async fn scope_instance<F: Future>(uri: axum::http::Uri, fut: F) -> F::Output {
+    REQUEST_URI.scope(uri, fut).await
 }
 
 /// One invalid field of a request body or query.
@@ -75,7 +75,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            instance: REQUEST_PATH.try_with(Clone::clone).ok(),
+            instance: REQUEST_URI.try_with(|uri| uri.path().to_owned()).ok(),
             trace_id: trace::current().map(|t| t.trace_id_hex()),
             code: code.to_owned(),
             errors: Vec::new(),

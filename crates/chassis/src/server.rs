@@ -33,7 +33,7 @@ pub struct RouteLabel(pub std::sync::Arc<str>);
 #[derive(Debug, Clone, Default)]
 pub struct ProxyNote {
     /// The upstream instance's base URL.
-    pub upstream: Option<String>,
+    pub upstream: Option<std::sync::Arc<str>>,
     /// `hit`, `miss` or `stale` when the cache was consulted.
     pub cache: Option<&'static str>,
     /// The verified caller's user id.
@@ -140,8 +140,9 @@ pub fn stack(routes: Router, health: &Health, body_limit: usize) -> Router {
 async fn trace_context(request: Request, next: Next) -> Response {
     let incoming = request.headers().get(trace::HEADER).and_then(|v| v.to_str().ok());
     let ctx = TraceContext::from_incoming(incoming);
-    let path = request.uri().path().to_owned();
-    let mut response = ctx.scope(problem::scope_instance(path, next.run(request))).await;
+    // A Uri clone shares its bytes: no copy of the path per request.
+    let uri = request.uri().clone();
+    let mut response = ctx.scope(problem::scope_instance(uri, next.run(request))).await;
     if let Ok(value) = HeaderValue::from_str(&ctx.trace_id_hex()) {
         response.headers_mut().insert(TRACE_ID_HEADER, value);
     }
@@ -155,7 +156,9 @@ async fn observe(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let path = request.uri().path().to_owned();
+    // A Uri clone shares its bytes with the request's: no copy of the path.
+    let uri = request.uri().clone();
+    let path = uri.path();
     metrics::gauge!(crate::metrics::HTTP_IN_FLIGHT).increment(1.0);
     let response = next.run(request).await;
     metrics::gauge!(crate::metrics::HTTP_IN_FLIGHT).decrement(1.0);
@@ -173,7 +176,7 @@ async fn observe(request: Request, next: Next) -> Response {
             start: started_at,
             end: started_at + elapsed,
             status,
-            attributes: vec![("url.path", path.clone())],
+            attributes: vec![("url.path", path.to_owned())],
         });
     }
     // Probes and scrapes would drown the access log; they are counted in metrics instead.

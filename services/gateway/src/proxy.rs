@@ -265,7 +265,7 @@ pub async fn handle(State(edge): State<Arc<Edge>>, request: Request) -> Response
     };
     let user_id = principal.as_ref().map(|p| p.user_id().to_string());
     let note = |upstream: Option<&Instance>, cache: Option<&'static str>| ProxyNote {
-        upstream: upstream.map(|i| i.base_url().to_owned()),
+        upstream: upstream.map(Instance::shared_base_url),
         cache,
         user_id: user_id.clone(),
     };

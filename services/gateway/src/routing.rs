@@ -287,7 +287,7 @@ impl EjectionPolicy {
 #[derive(Debug)]
 struct InstanceState {
     service: String,
-    base_url: String,
+    base_url: Arc<str>,
     consecutive_failures: AtomicU32,
     /// Ejections since the last success, which sets the next cool-down.
     ejections: AtomicU32,
@@ -308,6 +308,11 @@ impl Instance {
     /// Its base URL without trailing slash, such as `http://127.0.0.1:7001`.
     pub fn base_url(&self) -> &str {
         &self.0.base_url
+    }
+
+    /// The base URL as a shared string, cheap to keep (for log notes).
+    pub fn shared_base_url(&self) -> Arc<str> {
+        Arc::clone(&self.0.base_url)
     }
 
     /// Whether it is ejected at `now`.
@@ -380,7 +385,7 @@ impl Upstreams {
             for url in &urls {
                 instances.push(Instance(Arc::new(InstanceState {
                     service: name.clone(),
-                    base_url: base_url(&name, url.as_ref())?,
+                    base_url: base_url(&name, url.as_ref())?.into(),
                     consecutive_failures: AtomicU32::new(0),
                     ejections: AtomicU32::new(0),
                     ejected_until: AtomicU64::new(0),
