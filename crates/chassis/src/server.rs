@@ -252,6 +252,12 @@ pub async fn run(
             let _ = drained_tx.send(());
         }
     };
+    // Answers go out as soon as they are written, not held back by Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %error, "could not set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal);
     let deadline = async {
