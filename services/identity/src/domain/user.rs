@@ -2,8 +2,9 @@
 //! records their arrival.
 //!
 //! Commands are plain functions from the current state and the clock to the new
-//! state plus the events to publish, so the store can write both in one
-//! transaction (the outbox) and tests need no database.
+//! state plus the events they raise, so the store can write both in one
+//! transaction (today the event feeds the profile read model; it is also what
+//! the bus will carry) and tests need no database.
 
 use std::fmt;
 use std::str::FromStr;
@@ -106,7 +107,8 @@ pub struct User {
     created_at: OffsetDateTime,
 }
 
-/// Something that happened to a user, to publish on the bus.
+/// Something that happened to a user: applied to the read model, and the
+/// message the bus will carry.
 ///
 /// Serialising an event gives its message data (the variant's fields only);
 /// [`UserEvent::message_type`] gives the type to put on the envelope.
