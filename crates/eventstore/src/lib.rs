@@ -24,11 +24,15 @@
 //!   the projection's checkpoint in one transaction, so the read model never
 //!   sees an event twice or misses one, and [`EventStore::rebuild`] replays it
 //!   from zero.
+//! - **Subscriptions.** [`EventStore::subscribe_all`] returns a [`Subscription`]
+//!   that catches up on the events after a position and then waits for new
+//!   ones: woken at once by appends through the same store (or
+//!   [`EventStore::notify_appended`]), and by polling for the rest.
 //!
 //! Writers that keep a read model in step with the append (the order detail a
 //! GET must find right after the 202) open a transaction with
 //! [`EventStore::begin`], call [`EventStore::append_in`] and their own writes,
-//! and commit once.
+//! and commit once, then call [`EventStore::notify_appended`].
 //!
 //! Tables: `events`, `snapshots`, `projection_checkpoints`, created by
 //! [`migrate`] in the service's own database. The store's migrations keep their
@@ -39,12 +43,14 @@ mod error;
 mod model;
 mod projection;
 mod store;
+mod subscription;
 mod timefmt;
 
 pub use error::{AppendError, BoxError, EventStoreError};
 pub use model::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
 pub use projection::Projection;
 pub use store::EventStore;
+pub use subscription::{DEFAULT_POLL_INTERVAL, Subscription};
 
 use std::sync::LazyLock;
 

@@ -2,11 +2,14 @@
 //! reads, temporal reads and snapshots. The SQL is shared by both engines
 //! except for how appends are serialised.
 
+use std::sync::Arc;
+
 use chassis::db::{Db, Dialect};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row as _, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::error::{AppendError, EventStoreError};
 use crate::model::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, Snapshot};
@@ -27,6 +30,9 @@ const EVENT_COLUMNS: &str = "global_position, stream_id, version, event_type, da
 #[derive(Debug, Clone)]
 pub struct EventStore {
     db: Db,
+    /// Bumped after every committed append through this store or its clones,
+    /// to wake their waiting [`crate::Subscription`]s before the next poll.
+    appended: Arc<watch::Sender<u64>>,
 }
 
 /// A number stored as BIGINT. Versions and positions never come near `i64::MAX`,
@@ -81,7 +87,21 @@ where
 impl EventStore {
     /// The store on `db`, whose tables [`crate::migrate`] has created.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, appended: Arc::new(watch::Sender::new(0)) }
+    }
+
+    /// Wakes this store's waiting subscriptions (and those of its clones). Call
+    /// it after committing a transaction that used [`Self::append_in`];
+    /// [`Self::append`] does it itself. Without it those events still arrive,
+    /// by the subscriptions' next poll.
+    pub fn notify_appended(&self) {
+        // `send_modify` stores the new value even when no subscription is listening.
+        self.appended.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver of the append signal, for a new subscription.
+    pub(crate) fn appended_signal(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// The database the store lives in, for read models that share it.
@@ -107,6 +127,7 @@ impl EventStore {
         let mut tx = self.begin().await?;
         let appended = self.append_in(&mut tx, stream_id, expected, events).await?;
         tx.commit().await?;
+        self.notify_appended();
         Ok(appended)
     }
 
@@ -115,6 +136,8 @@ impl EventStore {
     /// that transaction ends, so keep the transaction short.
     ///
     /// After an error the transaction must be rolled back (dropping it does that).
+    /// After the commit, call [`Self::notify_appended`] so subscriptions see the
+    /// events at once rather than at their next poll.
     pub async fn append_in(
         &self,
         conn: &mut AnyConnection,
