@@ -51,6 +51,7 @@ fn slow_routes(started: std::sync::Arc<tokio::sync::Notify>) -> Router {
                 let started = started.clone();
                 async move {
                     started.notify_one();
+                    // The handler's own slow work, which shutdown must wait for (not a test wait).
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     "finally"
                 }

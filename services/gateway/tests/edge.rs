@@ -707,6 +707,7 @@ async fn an_expired_entry_is_served_stale_when_the_upstream_fails() {
             other => panic!("unexpected X-Cache {other:?}"),
         }
         assert!(Instant::now() < deadline, "the entry never went stale");
+        // The poll interval of this deadline-bounded loop.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(header(&stale, "warning").is_some_and(|w| w.starts_with("110")));
