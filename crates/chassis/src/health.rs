@@ -109,7 +109,7 @@ struct Inner {
     checks: Vec<(String, CheckFn)>,
     dependencies: Vec<Dependency>,
     draining: AtomicBool,
-    client: reqwest::Client,
+    client: crate::client::HttpClient,
 }
 
 /// Builds a [`Health`].
@@ -157,7 +157,7 @@ impl HealthBuilder {
 
     /// Finishes the builder.
     pub fn build(self) -> Health {
-        let client = reqwest::Client::builder().timeout(DEPENDENCY_TIMEOUT).build().unwrap_or_default();
+        let client = crate::client::HttpClient::new(DEPENDENCY_TIMEOUT);
         Health {
             inner: Arc::new(Inner {
                 version: self.version,
@@ -200,7 +200,7 @@ impl Health {
             let client = self.inner.client.clone();
             let url = format!("{base}/health/ready");
             async move {
-                let request = client.get(url).header(crate::trace::HEADER, crate::trace::outgoing_header());
+                let request = client.get(&url);
                 matches!(request.send().await, Ok(r) if r.status().is_success())
             }
         });

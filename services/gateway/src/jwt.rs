@@ -185,7 +185,7 @@ pub trait JwksSource: Send + Sync {
 /// trace context like every other outgoing call.
 #[derive(Debug)]
 pub struct HttpJwksSource {
-    client: reqwest::Client,
+    client: chassis::client::HttpClient,
     urls: Vec<String>,
     next: std::sync::atomic::AtomicUsize,
     timeout: Duration,
@@ -194,7 +194,7 @@ pub struct HttpJwksSource {
 impl HttpJwksSource {
     /// A source fetching from `urls` (one per identity instance) with `client`,
     /// giving up on each after two seconds.
-    pub fn new(client: reqwest::Client, urls: Vec<String>) -> Self {
+    pub fn new(client: chassis::client::HttpClient, urls: Vec<String>) -> Self {
         HttpJwksSource { client, urls, next: std::sync::atomic::AtomicUsize::new(0), timeout: Duration::from_secs(2) }
     }
 
@@ -208,7 +208,6 @@ impl HttpJwksSource {
         let failed = |source| JwksError::Fetch { url: url.to_owned(), source };
         self.client
             .get(url)
-            .header(chassis::trace::HEADER, chassis::trace::outgoing_header())
             .timeout(self.timeout)
             .send()
             .await
@@ -1054,8 +1053,10 @@ mod tests {
             );
             socket.write_all(response.as_bytes()).await.unwrap();
         };
-        let source =
-            HttpJwksSource::new(reqwest::Client::new(), vec![format!("http://{address}/.well-known/jwks.json")]);
+        let source = HttpJwksSource::new(
+            chassis::client::HttpClient::default(),
+            vec![format!("http://{address}/.well-known/jwks.json")],
+        );
         let v = JwtVerifier::new(source, VerifierOptions::default());
         let ((), fetched) = tokio::join!(serve, v.refresh(NOW));
         assert_eq!(fetched.unwrap(), 1);

@@ -78,7 +78,7 @@ pub fn build(config: &Config) -> Result<Service, StartError> {
         .iter()
         .map(|base| format!("{base}{}", config.auth.jwks_path))
         .collect();
-    let source = jwt::HttpJwksSource::new(reqwest::Client::new(), jwks_urls);
+    let source = jwt::HttpJwksSource::new(chassis::client::HttpClient::default(), jwks_urls);
     let verifier = jwt::JwtVerifier::new(
         source,
         jwt::VerifierOptions { refresh_interval: Duration::from_secs(config.auth.refresh_secs), ..Default::default() },

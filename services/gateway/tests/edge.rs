@@ -318,6 +318,17 @@ impl Edge {
         self.http.post(self.url(path))
     }
 
+    /// An admin's `POST /api/v1/products` with a streamed body of `chunks` x
+    /// `chunk_bytes`: it has no Content-Length, so a limit trips mid-stream.
+    fn streamed_upload(&self, token: &str, chunks: usize, chunk_bytes: usize) -> reqwest::RequestBuilder {
+        let body =
+            futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(vec![b'x'; chunk_bytes])));
+        self.post("/api/v1/products")
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+    }
+
     fn token(&self, user: Uuid, roles: &[&str]) -> String {
         self.key.sign(&claims(user, roles))
     }
@@ -824,15 +835,7 @@ async fn an_oversized_chunked_upload_is_413_and_does_not_eject_the_instance() {
     .await;
     let admin = edge.admin_token();
     for _ in 0..3 {
-        // A streamed body has no Content-Length, so the limit trips mid-stream.
-        let chunks = futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 512])));
-        let response = send(
-            edge.post("/api/v1/products")
-                .bearer_auth(&admin)
-                .header("content-type", "application/json")
-                .body(reqwest::Body::wrap_stream(chunks)),
-        )
-        .await;
+        let response = send(edge.streamed_upload(&admin, 8, 512)).await;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
     assert_eq!(
@@ -853,14 +856,7 @@ async fn an_upstream_refusing_a_big_body_does_not_count_against_it() {
     .await;
     let admin = edge.admin_token();
     for _ in 0..3 {
-        let chunks = futures_util::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])));
-        let response = send(
-            edge.post("/api/v1/products")
-                .bearer_auth(&admin)
-                .header("content-type", "application/json")
-                .body(reqwest::Body::wrap_stream(chunks)),
-        )
-        .await;
+        let response = send(edge.streamed_upload(&admin, 80, 64 * 1024)).await;
         assert_ne!(response.status(), StatusCode::BAD_GATEWAY, "the client's body is not the instance's failure");
     }
     let metrics = send(edge.get("/metrics")).await.text().await.expect("metrics");
