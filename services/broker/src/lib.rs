@@ -1,0 +1,1 @@
+//! PLACEHOLDER on the bus branch: the embedded broker.
