@@ -1,24 +1,55 @@
 //! The message bus of bazaar, as every service uses it: typed messages in a
-//! versioned [`Envelope`], published only through a transactional outbox and
-//! consumed at least once through an inbox, over one of two transports: the
-//! embedded broker process (one machine) or NATS JetStream (many).
+//! versioned [`Envelope`], published only through a transactional [`Outbox`]
+//! and consumed at least once through an inbox, over one of two transports:
+//! the embedded broker process (one machine) or NATS JetStream (many).
+//!
+//! A service wires it up like this:
+//! 1. [`migrate`] its database (adds the outbox, relay lease and inbox tables);
+//! 2. stage messages with [`Outbox::stage`] in the transaction that changes
+//!    state, then [`Outbox::commit`] (or commit and [`Outbox::notify`]);
+//! 3. run one [`Relay`] per process, which moves committed rows to the bus;
+//! 4. run a [`Consumer`] per consumer group with a [`Handler`] that applies
+//!    each message inside the inbox transaction.
 //!
 //! # Layout
 //!
 //! - `envelope`: the envelope, message kinds and the typed [`Message`] trait.
-//! - `transport`: the one interface over both transports; the contract they keep.
+//! - `outbox`: staging messages in the caller's transaction; the bus tables' migrations.
+//! - `relay`: moving outbox rows to the bus, in order, one replica at a time.
+//! - `consumer`: inbox, handler, ack after commit, retries, dead letters.
+//! - `backoff`: exponential backoff with jitter.
+//! - `query`: request-reply with a deadline.
+//! - `transport`: the one interface over both transports and the contract they keep.
 //! - `embedded`: the client of the embedded broker (`services/broker`).
 //! - `jetstream`: the NATS JetStream transport.
+//! - `metric`: metric names.
 //! - `error`: [`BusError`].
 
+mod backoff;
+mod consumer;
 mod embedded;
 mod envelope;
 mod error;
 mod jetstream;
+pub mod metric;
+mod outbox;
+mod query;
+mod relay;
 mod transport;
 
+pub use backoff::Backoff;
+pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError, Outcome, prune_inbox};
 pub use embedded::EmbeddedTransport;
 pub use envelope::{Envelope, Kind, Message, SUBJECT_PREFIX, bus_subject};
 pub use error::BusError;
 pub use jetstream::JetStreamTransport;
+pub use outbox::{Outbox, OutboxLag, migrate};
+pub use query::{request, serve_queries};
+pub use relay::{Drained, Relay, RelayOptions};
 pub use transport::{DeadLetter, Delivery, IncomingQuery, Subscription, Transport};
+
+/// Milliseconds since the Unix epoch, as stored in the bus tables.
+pub(crate) fn now_ms() -> i64 {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(nanos).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,272 @@
+//! Consumers: at-least-once delivery with an inbox, so each message has its
+//! effect once.
+//!
+//! For every delivery a [`Consumer`] opens a write transaction in the
+//! service's database, records the message id in the inbox table, runs the
+//! [`Handler`] in that same transaction and commits; only then does it ack.
+//! A redelivered message (the ack was lost, the lease expired, the process
+//! died after commit) finds its id in the inbox and is acked without running
+//! the handler again. A handler that fails leaves nothing behind (the
+//! transaction rolls back) and the message comes back after an exponential
+//! backoff with jitter; after `max_attempts` it goes to the dead-letter queue.
+//!
+//! Replicas of a service run the same consumer group and share its messages
+//! (competing consumers). Messages about one subject arrive in publish order
+//! in the absence of failures, but a redelivery can overtake later messages,
+//! so handlers check state and versions instead of assuming order.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chassis::server::Shutdown;
+use sqlx::{Any, Transaction};
+
+use crate::backoff::Backoff;
+use crate::envelope::Envelope;
+use crate::error::BusError;
+use crate::outbox::Outbox;
+use crate::transport::{Delivery, Subscription, Transport};
+
+/// Why a handler did not handle a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A failure that may pass (a dependency down, a lock timeout): try again later.
+    #[error("{0}")]
+    Retry(String),
+    /// The message can never be handled (it does not decode, it breaks a rule):
+    /// straight to the dead-letter queue, without further attempts.
+    #[error("{0}")]
+    Reject(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Retry(format!("database: {error}"))
+    }
+}
+
+impl From<BusError> for HandlerError {
+    fn from(error: BusError) -> Self {
+        Self::Retry(error.to_string())
+    }
+}
+
+/// The code that gives a message its effect, inside the consumer's transaction.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `message` using `tx`. Everything written through `tx`
+    /// (including messages staged with [`Outbox::stage`]) commits together with
+    /// the inbox record, or not at all.
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Any>,
+        message: &'a Envelope,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+}
+
+/// How a consumer group consumes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerOptions {
+    /// The consumer group: the same for every replica of the service.
+    pub group: String,
+    /// The message types it handles.
+    pub types: Vec<String>,
+    /// Messages per fetch.
+    pub batch_size: usize,
+    /// How long one fetch waits for messages (a long poll, not a poll interval).
+    pub fetch_wait: Duration,
+    /// How long a delivery is leased before the bus gives it to someone else.
+    pub ack_wait: Duration,
+    /// Deliveries before a failing message is dead-lettered.
+    pub max_attempts: u32,
+    /// The delay before each retry.
+    pub backoff: Backoff,
+}
+
+impl ConsumerOptions {
+    /// Defaults for `group` consuming `types`: batches of 64, 5 s long polls,
+    /// 30 s leases, 5 attempts, backoff from 200 ms doubling to 30 s with 10 % jitter.
+    pub fn new(group: impl Into<String>, types: &[&str]) -> Self {
+        Self {
+            group: group.into(),
+            types: types.iter().map(|t| (*t).to_owned()).collect(),
+            batch_size: 64,
+            fetch_wait: Duration::from_secs(5),
+            ack_wait: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff: Backoff::default(),
+        }
+    }
+
+    fn subscription(&self) -> Subscription {
+        Subscription { group: self.group.clone(), types: self.types.clone(), ack_wait: self.ack_wait }
+    }
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler's effect committed; acked.
+    Handled,
+    /// The inbox already had it; acked without running the handler.
+    Duplicate,
+    /// Handed back to the bus to try again after the delay.
+    Retried(Duration),
+    /// Moved to the dead-letter queue with this error.
+    DeadLettered(String),
+}
+
+/// One consumer group member: fetches, handles through the inbox, acks.
+pub struct Consumer<H> {
+    transport: Transport,
+    outbox: Outbox,
+    handler: H,
+    options: ConsumerOptions,
+}
+
+impl<H> std::fmt::Debug for Consumer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> Consumer<H> {
+    /// A consumer whose inbox lives in `outbox`'s database (the service's own),
+    /// so a handler can stage messages in the same transaction.
+    pub fn new(transport: Transport, outbox: &Outbox, handler: H, options: ConsumerOptions) -> Self {
+        Self { transport, outbox: outbox.clone(), handler, options }
+    }
+
+    /// Creates or updates the consumer group on the bus.
+    pub async fn subscribe(&self) -> Result<(), BusError> {
+        self.transport.subscribe(&self.options.subscription()).await
+    }
+
+    /// Subscribes, then consumes until `shutdown`. While the bus is
+    /// unreachable it keeps trying, with backoff.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
+        let stopped = shutdown.wait();
+        tokio::pin!(stopped);
+        let mut failures = 0;
+        let mut subscribed = false;
+        loop {
+            let round = async {
+                if !subscribed {
+                    self.subscribe().await?;
+                    subscribed = true;
+                }
+                self.consume_batch().await
+            };
+            let result = tokio::select! {
+                result = round => result,
+                () = &mut stopped => return Ok(()),
+            };
+            match result {
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    let pause = self.options.backoff.delay(failures).min(Duration::from_secs(5));
+                    tracing::warn!(group = %self.options.group, error = %error, retry_in_ms = pause.as_millis() as u64, "consumer cannot reach the bus");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = &mut stopped => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetches one batch (waiting up to `fetch_wait`), handles each message and
+    /// acks the handled ones together. Returns the outcomes in delivery order.
+    pub async fn consume_batch(&self) -> Result<Vec<Outcome>, BusError> {
+        let deliveries =
+            self.transport.fetch(&self.options.group, self.options.batch_size, self.options.fetch_wait).await?;
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        let mut done = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let outcome = self.process(&delivery).await?;
+            if matches!(outcome, Outcome::Handled | Outcome::Duplicate) {
+                done.push(delivery);
+            }
+            outcomes.push(outcome);
+        }
+        // One ack for the batch: all of these are committed, so a lost ack only
+        // means a redelivery the inbox recognises.
+        if !done.is_empty() {
+            self.transport.ack(&self.options.group, &done).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Handles one delivery through the inbox and settles it with the bus,
+    /// except for the ack of a handled message, which the caller batches.
+    pub async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {
+        let started = Instant::now();
+        let envelope = &delivery.envelope;
+        let outcome = envelope.trace_context().child().scope(self.handle_once(envelope)).await;
+        let outcome = match outcome {
+            Ok(true) => Outcome::Handled,
+            Ok(false) => Outcome::Duplicate,
+            Err(HandlerError::Reject(error)) => Outcome::DeadLettered(error),
+            Err(HandlerError::Retry(error)) if delivery.attempt >= self.options.max_attempts => {
+                Outcome::DeadLettered(error)
+            }
+            Err(HandlerError::Retry(error)) => {
+                let delay = self.options.backoff.delay(delivery.attempt);
+                tracing::warn!(
+                    group = %self.options.group, message_id = %envelope.id, message_type = %envelope.message_type,
+                    attempt = delivery.attempt, retry_in_ms = delay.as_millis() as u64, error = %error,
+                    "handler failed; will retry"
+                );
+                Outcome::Retried(delay)
+            }
+        };
+        match &outcome {
+            Outcome::Retried(delay) => self.transport.nak(&self.options.group, delivery, *delay).await?,
+            Outcome::DeadLettered(error) => {
+                tracing::error!(
+                    group = %self.options.group, message_id = %envelope.id, message_type = %envelope.message_type,
+                    attempts = delivery.attempt, error = %error, "message moved to the dead-letter queue"
+                );
+                self.transport.dead_letter(&self.options.group, delivery, error).await?;
+            }
+            Outcome::Handled | Outcome::Duplicate => {}
+        }
+        crate::metric::record_consumed(&self.options.group, &outcome, started.elapsed());
+        Ok(outcome)
+    }
+
+    /// Runs the handler in a transaction with the inbox record. `Ok(false)`: already handled.
+    async fn handle_once(&self, envelope: &Envelope) -> Result<bool, HandlerError> {
+        let mut tx = self.outbox.db().begin_write().await?;
+        let recorded = sqlx::query(
+            "INSERT INTO bus_inbox (consumer, message_id, handled_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer, message_id) DO NOTHING",
+        )
+        .bind(&self.options.group)
+        .bind(envelope.id.to_string())
+        .bind(crate::now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if recorded == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.handler.handle(&mut tx, envelope).await?;
+        tx.commit().await?;
+        // The handler may have staged messages of its own.
+        self.outbox.notify();
+        Ok(true)
+    }
+}
+
+/// Deletes inbox records older than `retention`: a redelivery older than
+/// that is no longer expected (the bus's own retention and dedupe windows are shorter).
+pub async fn prune_inbox(outbox: &Outbox, retention: Duration) -> Result<u64, BusError> {
+    let cutoff = crate::now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    let mut tx = outbox.db().begin_write().await?;
+    let deleted =
+        sqlx::query("DELETE FROM bus_inbox WHERE handled_at_ms < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(deleted)
+}
