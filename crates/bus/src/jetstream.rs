@@ -33,3 +33,13 @@ impl JetStreamTransport {
     pub async fn reply(&self, query: &IncomingQuery, reply: &Envelope) -> Result<(), BusError> { let _ = (query, reply); Err(unavailable()) }
 }
 fn unavailable() -> BusError { BusError::Unavailable("PLACEHOLDER".into()) }
+/// PLACEHOLDER.
+#[derive(Debug, Clone, Default)]
+pub struct JetStreamOptions {
+    /// PLACEHOLDER.
+    pub replicas: usize,
+}
+impl JetStreamTransport {
+    /// PLACEHOLDER.
+    pub async fn connect(urls: &[String], options: JetStreamOptions) -> Result<Self, BusError> { let _ = (urls, options); Err(unavailable()) }
+}

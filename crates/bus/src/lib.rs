@@ -19,6 +19,7 @@
 //! - `consumer`: inbox, handler, ack after commit, retries, dead letters.
 //! - `backoff`: exponential backoff with jitter.
 //! - `query`: request-reply with a deadline.
+//! - `settings`: `[<service>.bus]` and connecting to the transport it names.
 //! - `transport`: the one interface over both transports and the contract they keep.
 //! - `embedded`: the client of the embedded broker (`services/broker`).
 //! - `jetstream`: the NATS JetStream transport.
@@ -35,6 +36,7 @@ pub mod metric;
 mod outbox;
 mod query;
 mod relay;
+mod settings;
 mod transport;
 
 pub use backoff::Backoff;
@@ -46,6 +48,7 @@ pub use jetstream::JetStreamTransport;
 pub use outbox::{Outbox, OutboxLag, migrate};
 pub use query::{request, serve_queries};
 pub use relay::{Drained, Relay, RelayOptions};
+pub use settings::{BusSettings, TransportKind, with_relay};
 pub use transport::{DeadLetter, Delivery, IncomingQuery, Subscription, Transport};
 
 /// Milliseconds since the Unix epoch, as stored in the bus tables.

@@ -71,6 +71,15 @@ impl Outbox {
         Ok(OutboxLag { messages: u64::try_from(count).unwrap_or(0), oldest_ms: u64::try_from(oldest_ms).unwrap_or(0) })
     }
 
+    /// Up to `limit` messages waiting for the relay, oldest first.
+    pub async fn waiting(&self, limit: usize) -> Result<Vec<Envelope>, BusError> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT envelope FROM bus_outbox ORDER BY position LIMIT $1")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter().map(|row| serde_json::from_str(row).map_err(BusError::from)).collect()
+    }
+
     pub(crate) fn db(&self) -> &Db {
         &self.db
     }

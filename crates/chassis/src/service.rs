@@ -35,14 +35,22 @@ pub enum StartError {
     Setup(String),
 }
 
+/// How long background workers get to finish after the server has drained.
+const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A background worker's body: given the shutdown signal, runs until it fires.
+type Worker = Box<dyn FnOnce(crate::server::Shutdown) -> tokio::task::JoinHandle<()> + Send>;
+
 /// A built service, ready to serve: its full router (own routes inside the
-/// chassis stack), its health, and what to close on the way out.
+/// chassis stack), its health, its background workers (outbox relay,
+/// consumers) and what to close on the way out.
 pub struct Service {
     name: &'static str,
     router: axum::Router,
     health: crate::health::Health,
     db: Option<crate::db::Db>,
     http: crate::config::HttpSettings,
+    workers: Vec<Worker>,
 }
 
 impl Service {
@@ -54,7 +62,20 @@ impl Service {
         http: &crate::config::HttpSettings,
     ) -> Self {
         let router = crate::server::stack(routes, &health, http.body_limit_bytes);
-        Self { name, router, health, db: None, http: http.clone() }
+        Self { name, router, health, db: None, http: http.clone(), workers: Vec::new() }
+    }
+
+    /// Runs `worker` beside the server from the moment it serves. It gets the
+    /// same shutdown signal, and the database is closed only after it has
+    /// finished (or had a few seconds to), so a relay can flush its outbox.
+    pub fn with_worker<F, Fut, E>(mut self, name: &'static str, worker: F) -> Self
+    where
+        F: FnOnce(crate::server::Shutdown) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.workers.push(Box::new(move |shutdown| crate::task::spawn(name, worker(shutdown))));
+        self
     }
 
     /// Closes `db` after the server has drained.
@@ -83,7 +104,13 @@ impl Service {
         let addr = listener.local_addr()?;
         tracing::info!(service = self.name, address = %addr, version = crate::VERSION, "listening");
         let grace = std::time::Duration::from_secs(self.http.shutdown_grace_secs);
+        let workers: Vec<_> = self.workers.into_iter().map(|start| start(shutdown.clone())).collect();
         crate::server::run(listener, self.router, self.health, shutdown, grace).await?;
+        for worker in workers {
+            if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
+                tracing::warn!(service = self.name, "a background worker did not stop in time");
+            }
+        }
         if let Some(db) = self.db {
             db.close().await;
         }

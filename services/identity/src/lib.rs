@@ -10,6 +10,7 @@
 //! - [`password`]: Argon2id hashing and verification (CPU-heavy: blocking pool only).
 //! - [`keys`]: the persistent Ed25519 signing key ring, the JWKS and access-token claims.
 //! - [`store`]: the store contract and its SQL implementation (write side and profile projection).
+//! - [`messages`]: what identity publishes on the bus (through the outbox).
 //! - [`app`]: commands (register, sign in, ensure the admin) and the profile query.
 //! - [`http`]: routes, handlers and the OpenAPI document.
 
@@ -17,6 +18,7 @@ pub mod app;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod messages;
 pub mod password;
 pub mod store;
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub admin_credentials_file: Option<PathBuf>,
     /// How many password hashes may run at once (each takes ~19 MiB and tens of ms of CPU).
     pub hashing_slots: usize,
+    /// Where the bus is (`bazaar up` sets it).
+    pub bus: bus::BusSettings,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             keys_dir: PathBuf::new(),
             admin_credentials_file: None,
             hashing_slots: 2,
+            bus: bus::BusSettings::default(),
         }
     }
 }
@@ -73,14 +78,16 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
     };
     let keys = keys::KeyRing::load_or_create(&keys_dir)
         .map_err(|e| StartError::Setup(format!("signing keys in {}: {e}", keys_dir.display())))?;
-    let identity =
-        Arc::new(app::Identity::new(store::SqlUserStore::new(db.clone()), Arc::new(keys), config.hashing_slots));
+    let users = store::SqlUserStore::new(db.clone());
+    let outbox = users.outbox().clone();
+    let identity = Arc::new(app::Identity::new(users, Arc::new(keys), config.hashing_slots));
     if let Some(file) = &config.admin_credentials_file {
         identity.ensure_admin(file).await.map_err(|e| StartError::Setup(format!("creating the admin account: {e}")))?;
     }
-    let health = Health::builder(chassis::VERSION).database(db.clone()).build();
+    let health = config.bus.declare_health(Health::builder(chassis::VERSION).database(db.clone())).build();
     let routes = http::router(identity).merge(chassis::openapi::router(http::ApiDoc::openapi()));
-    Ok(Service::new(NAME, routes, health, &config.http).with_db(db))
+    let service = Service::new(NAME, routes, health, &config.http).with_db(db);
+    bus::with_relay(service, &config.bus, &outbox).await.map_err(|e| StartError::Setup(format!("connecting to the bus: {e}")))
 }
 
 /// `bazaar serve identity`: loads the configuration, builds and serves until shutdown.

@@ -25,9 +25,10 @@ pub use sql::SqlUserStore;
 /// matches it. A change to the schema is a new migration.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Brings `db` to the current schema.
+/// Brings `db` to the current schema, with the bus's outbox and inbox tables.
 pub async fn migrate(db: &chassis::db::Db) -> Result<(), chassis::db::DbError> {
-    db.migrate(&MIGRATIONS, &MIGRATIONS).await
+    db.migrate(&MIGRATIONS, &MIGRATIONS).await?;
+    bus::migrate(db).await
 }
 
 /// Why a store operation failed.
@@ -42,6 +43,16 @@ pub enum StoreError {
     /// A stored row no longer reads as a valid value.
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<bus::BusError> for StoreError {
+    fn from(error: bus::BusError) -> Self {
+        match error {
+            bus::BusError::Db(db) => Self::Db(db),
+            // Staging only writes to the database; anything else is a message that does not encode.
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
 }
 
 /// The read model of a user: what `GET /users/me` returns.

@@ -16,12 +16,18 @@ use crate::domain::{AttemptId, DisplayName, Email, PasswordHash, Role, SignInKey
 #[derive(Debug, Clone)]
 pub struct SqlUserStore {
     db: Db,
+    outbox: bus::Outbox,
 }
 
 impl SqlUserStore {
-    /// A store on `db` (already migrated).
+    /// A store on `db` (already migrated), publishing through the outbox in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { outbox: bus::Outbox::new(db.clone()), db }
+    }
+
+    /// The outbox the store stages its events in, for the relay.
+    pub fn outbox(&self) -> &bus::Outbox {
+        &self.outbox
     }
 }
 
@@ -98,7 +104,10 @@ impl UserStore for SqlUserStore {
                 .await?;
             }
         }
-        tx.commit().await?;
+        // Published if and only if the user exists.
+        let envelope = crate::messages::envelope(event).map_err(corrupt)?;
+        bus::Outbox::stage(&mut tx, &envelope).await?;
+        self.outbox.commit(tx).await?;
         Ok(())
     }
 
