@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chassis::db::{Db, DbError};
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
@@ -39,13 +39,14 @@ impl Outbox {
         Self { db, wake: Arc::new(Notify::new()) }
     }
 
-    /// Stages `envelope` in `tx`: it is published if and only if `tx` commits.
-    pub async fn stage(tx: &mut Transaction<'static, Any>, envelope: &Envelope) -> Result<(), BusError> {
+    /// Stages `envelope` in the transaction open on `tx`: it is published if
+    /// and only if that transaction commits. (`&mut tx` of a `Transaction` coerces.)
+    pub async fn stage(tx: &mut AnyConnection, envelope: &Envelope) -> Result<(), BusError> {
         sqlx::query("INSERT INTO bus_outbox (message_id, envelope, created_at_ms) VALUES ($1, $2, $3)")
             .bind(envelope.id.to_string())
             .bind(serde_json::to_string(envelope)?)
             .bind(crate::now_ms())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         Ok(())
     }

@@ -8,12 +8,14 @@
 //! - `domain`: products, categories, prices, cursors and their rules; no I/O.
 //! - `seed`: the deterministic demo catalog loaded into an empty database.
 //! - `store`: the store contract and its SQL implementation (SQLite FTS5, PostgreSQL tsvector).
+//! - `messages`: what the catalog publishes on the bus (through the outbox).
 //! - `app`: commands and queries the handlers call.
 //! - `http`: routes, handlers and the OpenAPI document.
 
 pub mod app;
 pub mod domain;
 pub mod http;
+pub mod messages;
 pub mod seed;
 pub mod store;
 
@@ -43,6 +45,8 @@ pub struct Config {
     pub seed_demo: bool,
     /// `max-age` of cacheable reads, in seconds.
     pub cache_max_age_secs: u32,
+    /// Where the bus is (`bazaar up` sets it).
+    pub bus: bus::BusSettings,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             database: DatabaseSettings::default(),
             seed_demo: true,
             cache_max_age_secs: 30,
+            bus: bus::BusSettings::default(),
         }
     }
 }
@@ -60,16 +65,19 @@ impl Default for Config {
 pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartError> {
     let db = Db::connect(&config.database.url_or_default(data_dir, NAME), config.database.max_connections).await?;
     store::migrate(&db).await?;
-    let catalog = Arc::new(app::Catalog::new(store::SqlCatalogStore::new(db.clone())));
+    let products = store::SqlCatalogStore::new(db.clone());
+    let outbox = products.outbox().clone();
+    let catalog = Arc::new(app::Catalog::new(products));
     if config.seed_demo
         && catalog.seed_demo().await.map_err(|e| StartError::Setup(format!("seeding the demo catalog: {e}")))?
     {
         tracing::info!("loaded the demo catalog");
     }
-    let health = Health::builder(chassis::VERSION).database(db.clone()).build();
+    let health = config.bus.declare_health(Health::builder(chassis::VERSION).database(db.clone())).build();
     let routes = http::router(http::ApiState { catalog, cache_max_age_secs: config.cache_max_age_secs })
         .merge(chassis::openapi::router(http::ApiDoc::openapi()));
-    Ok(Service::new(NAME, routes, health, &config.http).with_db(db))
+    let service = Service::new(NAME, routes, health, &config.http).with_db(db);
+    bus::with_relay(service, &config.bus, &outbox).await.map_err(|e| StartError::Setup(format!("connecting to the bus: {e}")))
 }
 
 /// `bazaar serve catalog`: loads the configuration, builds and serves until shutdown.

@@ -133,6 +133,27 @@ async fn replace_bumps_the_version_and_refuses_a_stale_one(store: SqlCatalogStor
     assert!(matches!(missing, Err(StoreError::NotFound)));
 }
 
+async fn every_product_write_stages_one_product_changed_event_and_failed_ones_none(store: SqlCatalogStore) {
+    use bus::Message as _;
+    let seeded = store.outbox().waiting(1_000).await.expect("outbox");
+    assert_eq!(seeded.len(), 240, "the seeded catalog announces every product");
+    assert!(seeded.iter().all(|e| e.message_type == catalog::messages::ProductChanged::TYPE));
+
+    let id = uuid::Uuid::now_v7();
+    store.create(id, draft("EVT-0001", "Heron Kettle", "kitchen")).await.expect("create");
+    store.replace(id, 1, draft("EVT-0001", "Heron Kettle II", "kitchen")).await.expect("replace");
+    let _ = store.replace(id, 1, draft("EVT-0001", "Stale", "kitchen")).await;
+    let _ = store.create(uuid::Uuid::now_v7(), draft("EVT-0001", "Same SKU", "kitchen")).await;
+
+    let waiting = store.outbox().waiting(1_000).await.expect("outbox");
+    let changes: Vec<catalog::messages::ProductChanged> =
+        waiting[240..].iter().map(|e| e.decode().expect("a product change")).collect();
+    assert_eq!(changes.len(), 2, "the refused writes published nothing: {changes:?}");
+    assert_eq!((changes[0].version, changes[1].version), (1, 2));
+    assert_eq!(changes[1].name.as_str(), "Heron Kettle II");
+    assert_eq!(waiting[241].subject, id.to_string());
+}
+
 async fn concurrent_replaces_of_one_version_let_exactly_one_win(store: SqlCatalogStore) {
     let id = catalog::domain::product_id_for(&Sku::parse("TOY-0003").expect("sku"));
     let attempts = (0..6).map(|n| {
@@ -157,6 +178,7 @@ macro_rules! suite {
         duplicate_sku_is_refused(seeded($make).await).await;
         replace_bumps_the_version_and_refuses_a_stale_one(seeded($make).await).await;
         concurrent_replaces_of_one_version_let_exactly_one_win(seeded($make).await).await;
+        every_product_write_stages_one_product_changed_event_and_failed_ones_none(seeded($make).await).await;
     }};
 }
 

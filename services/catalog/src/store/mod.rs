@@ -18,7 +18,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// Brings `db` to the current schema.
 pub async fn migrate(db: &chassis::db::Db) -> Result<(), chassis::db::DbError> {
-    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await
+    db.migrate(&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS).await?;
+    // The outbox the store publishes product changes through.
+    bus::migrate(db).await
 }
 
 /// Why a store operation failed.

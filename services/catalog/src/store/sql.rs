@@ -18,12 +18,27 @@ const MAX_SEARCH_TERMS: usize = 8;
 #[derive(Debug, Clone)]
 pub struct SqlCatalogStore {
     db: Db,
+    outbox: bus::Outbox,
 }
 
 impl SqlCatalogStore {
-    /// A store on `db` (already migrated).
+    /// A store on `db` (already migrated), publishing through the outbox in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { outbox: bus::Outbox::new(db.clone()), db }
+    }
+
+    /// The outbox the store stages its events in, for the relay.
+    pub fn outbox(&self) -> &bus::Outbox {
+        &self.outbox
+    }
+
+    /// Stages `catalog.product-changed.v1` for `product` in the open transaction.
+    async fn stage_changed(tx: &mut sqlx::AnyConnection, product: &Product) -> Result<(), StoreError> {
+        let envelope = crate::messages::ProductChanged::envelope(product).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        bus::Outbox::stage(tx, &envelope).await.map_err(|e| match e {
+            bus::BusError::Db(db) => StoreError::Db(db),
+            other => StoreError::Corrupt(other.to_string()),
+        })
     }
 
     /// The `doc` column as text, whatever its type.
@@ -60,6 +75,7 @@ impl SqlCatalogStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| map_unique(e, product.sku.as_str()))?;
+        Self::stage_changed(tx, &product).await?;
         Ok(product)
     }
 
@@ -141,6 +157,7 @@ impl CatalogStore for SqlCatalogStore {
             self.insert(&mut tx, *id, draft.clone(), &at).await?;
         }
         tx.commit().await?;
+        self.outbox.notify();
         Ok(true)
     }
 
@@ -290,6 +307,7 @@ impl CatalogStore for SqlCatalogStore {
         let mut tx = self.db.begin_write().await?;
         let product = self.insert(&mut tx, id, draft, &now()).await?;
         tx.commit().await?;
+        self.outbox.notify();
         Ok(product)
     }
 
@@ -333,7 +351,9 @@ impl CatalogStore for SqlCatalogStore {
             let current = self.product(id).await?.map_or(expected_version + 1, |p| p.version);
             return Err(StoreError::VersionMismatch { current });
         }
+        Self::stage_changed(&mut tx, &product).await?;
         tx.commit().await?;
+        self.outbox.notify();
         Ok(product)
     }
 }
