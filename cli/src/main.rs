@@ -1,6 +1,6 @@
 //! The `bazaar` command: `up` runs the whole platform on this machine,
 //! `serve` runs one service, `status` shows what runs, `logs` searches what
-//! the processes wrote.
+//! the processes wrote, `dlq` manages the bus's dead letters.
 //!
 //! # Layout
 //! - `services`: the table of services this binary runs (one line each).
@@ -9,6 +9,7 @@
 //! - `up`: `bazaar up`, the supervisor.
 //! - `status`: `bazaar status`.
 //! - `logs`: `bazaar logs`.
+//! - `dlq`: `bazaar dlq list|show|replay`.
 //! - `state`: `run/state.json`, shared by `up` and `status`.
 //! - `logline`: parsing, filtering, merging and rendering log lines.
 //! - `table`: plain-text tables.
@@ -16,6 +17,7 @@
 //! - `datadir`: keeping the data dir private to its owner.
 
 mod datadir;
+mod dlq;
 mod logline;
 mod logs;
 mod serve;
@@ -50,6 +52,8 @@ enum Command {
     Status(status::Args),
     /// Searches the platform's logs.
     Logs(logs::Args),
+    /// Lists, shows and replays the bus's dead letters.
+    Dlq(dlq::Args),
 }
 
 #[tokio::main]
@@ -60,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, services::ALL).await,
         Command::Status(args) => status::run(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,8 +108,8 @@ mod tests {
     fn up_help_names_the_services_it_runs_and_nothing_else() {
         let mut command = command();
         let help = command.find_subcommand_mut("up").map(|up| up.render_long_help().to_string()).unwrap_or_default();
-        assert!(help.contains("(identity, catalog, gateway)"), "{help}");
-        assert!(!help.contains("broker"), "{help}");
+        assert!(help.contains("(broker, identity, catalog, gateway)"), "{help}");
+        assert!(!help.contains("orders"), "{help}");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct RunState {
     pub supervisor_pid: u32,
     /// Every supervised process.
     pub processes: Vec<ProcessState>,
+    /// The NATS servers of the distributed profile's bus (empty in the embedded profile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nats_urls: Vec<String>,
 }
 
 /// One supervised process.

@@ -22,6 +22,9 @@ pub type ServeFn = fn(ServeOptions, Shutdown) -> ServeFuture;
 /// before the services behind it go away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
+    /// The embedded bus: up before anything that publishes (embedded profile only;
+    /// the distributed profile uses NATS JetStream instead).
+    Bus,
     /// Services behind the edge; they bind a loopback port `up` picks.
     Core,
     /// The public entry point: one instance on the `--port` of `bazaar up`.
@@ -38,6 +41,8 @@ pub enum Need {
     AdminCredentials,
     /// `upstreams.<service>`: the base URLs of every instance of every non-edge service.
     Upstreams,
+    /// `bus.*`: the broker's URL (embedded) or the NATS servers (distributed).
+    Bus,
 }
 
 /// One runnable service.
@@ -90,15 +95,16 @@ pub(crate) mod fake {
         Box::pin(async { Err(StartError::Setup("fake service".into())) })
     }
 
-    /// identity, catalog and gateway with the real stages and needs.
+    /// broker, identity, catalog and gateway with the real stages and needs.
     pub const CATALOGUE: &[Service] = &[
+        Service { name: "broker", stage: Stage::Bus, needs: &[], serve: never },
         Service {
             name: "identity",
             stage: Stage::Core,
-            needs: &[Need::Database, Need::AdminCredentials],
+            needs: &[Need::Database, Need::AdminCredentials, Need::Bus],
             serve: never,
         },
-        Service { name: "catalog", stage: Stage::Core, needs: &[Need::Database], serve: never },
+        Service { name: "catalog", stage: Stage::Core, needs: &[Need::Database, Need::Bus], serve: never },
         Service { name: "gateway", stage: Stage::Edge, needs: &[Need::Upstreams], serve: never },
     ];
 }
@@ -111,11 +117,11 @@ mod tests {
     fn finds_services_by_name_and_lists_the_valid_names() {
         assert_eq!(find(fake::CATALOGUE, "catalog").map(|s| s.stage), Some(Stage::Core));
         assert!(find(fake::CATALOGUE, "catalogue").is_none());
-        assert_eq!(names(fake::CATALOGUE), "identity, catalog, gateway");
+        assert_eq!(names(fake::CATALOGUE), "broker, identity, catalog, gateway");
     }
 
     #[test]
-    fn the_edge_starts_after_the_core() {
-        assert!(Stage::Core < Stage::Edge);
+    fn the_bus_starts_first_and_the_edge_last() {
+        assert!(Stage::Bus < Stage::Core && Stage::Core < Stage::Edge);
     }
 }

@@ -72,6 +72,9 @@ pub struct Args {
     /// Prefer the environment variable: a flag's value (with its password) shows in `ps`.
     #[arg(long, value_name = "URL", env = "BAZAAR_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
+    /// The NATS servers of the distributed profile's bus (JetStream); repeat or comma-separate for a cluster.
+    #[arg(long = "nats-url", value_name = "URL", env = "BAZAAR_NATS_URL", value_delimiter = ',')]
+    pub nats_urls: Vec<String>,
     /// A configuration file handed to every process instead of ./bazaar.toml; repeat to layer files.
     #[arg(long = "config", value_name = "FILE")]
     pub config: Vec<PathBuf>,
@@ -91,7 +94,7 @@ fn parse_replicas(text: &str) -> Result<(String, u32), String> {
 pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()> {
     let clock = Instant::now();
     let started_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
-    let plan = plan(catalogue, &args.replicas)?;
+    let plan = plan(catalogue, &args.replicas, args.profile)?;
     let edge = catalogue.iter().find(|s| s.stage == Stage::Edge).context("no service listens on the public port")?;
 
     let (data_dir, secured) = preflight::data_dir(&args.data_dir)?;
@@ -103,6 +106,12 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
         Profile::Embedded => BTreeMap::new(),
         Profile::Distributed => postgres_databases(&plan, args.postgres_url.as_deref()).await?,
     };
+    if args.profile == Profile::Distributed && args.nats_urls.is_empty() {
+        bail!(
+            "the distributed profile's bus is NATS JetStream: pass --nats-url nats://HOST:4222 (repeat for a cluster) \
+             or set BAZAAR_NATS_URL"
+        );
+    }
     let credentials = credentials::ensure(&data_dir)?;
 
     let gateway_url = format!("http://{}:{}", reachable_host(&host), args.port);
@@ -115,6 +124,7 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
             gateway_url: &gateway_url,
             credentials: &credentials.path,
             databases: &databases,
+            nats_urls: &args.nats_urls,
         },
     )?;
     let tags: Vec<Arc<str>> = specs.iter().map(|s| s.tag.clone()).collect();
@@ -168,6 +178,7 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
                 restarts: 0,
             })
             .collect(),
+        nats_urls: args.nats_urls.clone(),
     };
     let shared = Arc::new(Shared { exe, sink: log.clone(), supervising: false.into() });
     let mut supervisor = Supervisor::new(specs, shared, state, data_dir);
@@ -204,8 +215,13 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     outcome
 }
 
-/// Every process to run, in start order: stage by stage, in table order, replicas together.
-fn plan(catalogue: &'static [Service], replicas: &[(String, u32)]) -> anyhow::Result<Vec<(&'static Service, u32)>> {
+/// Every process to run, in start order: stage by stage, in table order,
+/// replicas together. The distributed profile runs no embedded broker.
+fn plan(
+    catalogue: &'static [Service],
+    replicas: &[(String, u32)],
+    profile: Profile,
+) -> anyhow::Result<Vec<(&'static Service, u32)>> {
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for (name, count) in replicas {
         let Some(service) = topology::find(catalogue, name) else {
@@ -214,9 +230,13 @@ fn plan(catalogue: &'static [Service], replicas: &[(String, u32)]) -> anyhow::Re
         if service.stage == Stage::Edge && *count != 1 {
             bail!("--replicas {name}={count}: {name} is the single public entry point on --port and runs one instance");
         }
+        if service.stage == Stage::Bus && *count != 1 {
+            bail!("--replicas {name}={count}: the {name} alone owns its log and runs one instance");
+        }
         counts.insert(service.name, *count);
     }
-    let mut ordered: Vec<&'static Service> = catalogue.iter().collect();
+    let mut ordered: Vec<&'static Service> =
+        catalogue.iter().filter(|s| !(profile == Profile::Distributed && s.stage == Stage::Bus)).collect();
     ordered.sort_by_key(|s| s.stage);
     Ok(ordered.into_iter().flat_map(|s| (1..=counts.get(s.name).copied().unwrap_or(1)).map(move |n| (s, n))).collect())
 }
@@ -274,6 +294,8 @@ struct Layout<'a> {
     gateway_url: &'a str,
     credentials: &'a Path,
     databases: &'a BTreeMap<&'static str, String>,
+    /// The NATS servers; empty in the embedded profile, whose bus is the broker process.
+    nats_urls: &'a [String],
 }
 
 /// Builds each process's spec: a port (fresh loopback ones for all but the
@@ -292,13 +314,14 @@ fn specs(plan: &[(&'static Service, u32)], layout: &Layout<'_>) -> anyhow::Resul
         };
         placed.push((service, instance, port, url));
     }
-    // The edge is told every instance of every service behind it.
+    // The edge is told every instance of every service behind it; the bus is not public.
     let mut upstreams: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (service, _, _, url) in &placed {
-        if service.stage != Stage::Edge {
+        if service.stage == Stage::Core {
             upstreams.entry(service.name).or_default().push(url.clone());
         }
     }
+    let broker_url = placed.iter().find(|(s, ..)| s.stage == Stage::Bus).map(|(.., url)| url.clone());
     Ok(placed
         .into_iter()
         .map(|(service, instance, port, url)| {
@@ -315,6 +338,14 @@ fn specs(plan: &[(&'static Service, u32)], layout: &Layout<'_>) -> anyhow::Resul
             if service.needs(Need::Upstreams) {
                 for (name, urls) in &upstreams {
                     set(&format!("upstreams.{name}"), json!(urls));
+                }
+            }
+            if service.needs(Need::Bus) {
+                if layout.nats_urls.is_empty() {
+                    set("bus.url", json!(broker_url.clone().unwrap_or_default()));
+                } else {
+                    set("bus.transport", json!("jetstream"));
+                    set("bus.nats_urls", json!(layout.nats_urls));
                 }
             }
             // The URL carries the database password: any local user can read a
@@ -549,19 +580,31 @@ mod tests {
     }
 
     #[test]
-    fn plan_starts_the_core_with_replicas_before_the_edge() {
-        let plan = plan(CATALOGUE, &[("catalog".into(), 2)]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(tags(&plan), ["identity-1", "catalog-1", "catalog-2", "gateway-1"]);
+    fn plan_starts_the_bus_then_the_core_with_replicas_then_the_edge() {
+        let plan = plan(CATALOGUE, &[("catalog".into(), 2)], Profile::Embedded).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tags(&plan), ["broker-1", "identity-1", "catalog-1", "catalog-2", "gateway-1"]);
+    }
+
+    #[test]
+    fn the_distributed_profile_runs_no_broker_and_the_broker_runs_once() {
+        let plan = plan(CATALOGUE, &[], Profile::Distributed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tags(&plan), ["identity-1", "catalog-1", "gateway-1"]);
+        let twice = plan_error(&[("broker".into(), 2)]);
+        assert!(twice.contains("alone owns its log"), "{twice}");
+    }
+
+    fn plan_error(replicas: &[(String, u32)]) -> String {
+        plan(CATALOGUE, replicas, Profile::Embedded).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]
     fn plan_refuses_unknown_services_and_edge_replicas() {
-        let unknown = plan(CATALOGUE, &[("catalogue".into(), 2)]).err().map(|e| e.to_string()).unwrap_or_default();
+        let unknown = plan_error(&[("catalogue".into(), 2)]);
         assert!(
-            unknown.contains("unknown service `catalogue`") && unknown.contains("identity, catalog, gateway"),
+            unknown.contains("unknown service `catalogue`") && unknown.contains("broker, identity, catalog, gateway"),
             "{unknown}"
         );
-        let edge = plan(CATALOGUE, &[("gateway".into(), 2)]).err().map(|e| e.to_string()).unwrap_or_default();
+        let edge = plan_error(&[("gateway".into(), 2)]);
         assert!(edge.contains("one instance"), "{edge}");
     }
 
@@ -574,8 +617,8 @@ mod tests {
     }
 
     #[test]
-    fn command_lines_carry_ports_credentials_and_upstreams_and_the_environment_databases() {
-        let plan = plan(CATALOGUE, &[("catalog".into(), 2)]).unwrap_or_else(|e| panic!("{e}"));
+    fn command_lines_carry_ports_credentials_upstreams_and_the_bus_and_the_environment_databases() {
+        let plan = plan(CATALOGUE, &[("catalog".into(), 2)], Profile::Embedded).unwrap_or_else(|e| panic!("{e}"));
         let database = "postgres://bazaar:s3cret@h/bazaar_catalog";
         let databases = BTreeMap::from([("catalog", database.to_owned())]);
         let layout = Layout {
@@ -585,35 +628,60 @@ mod tests {
             gateway_url: "http://127.0.0.1:8080",
             credentials: Path::new("/data/admin.credentials"),
             databases: &databases,
+            nats_urls: &[],
         };
         let specs = specs(&plan, &layout).unwrap_or_else(|e| panic!("{e}"));
         let line =
             |i: usize| -> Vec<String> { specs[i].args.iter().map(|a| a.to_string_lossy().into_owned()).collect() };
 
-        let identity = line(0);
+        let broker = line(0);
+        assert_eq!(broker[..2], ["serve", "broker"]);
+        let identity = line(1);
         assert_eq!(
             identity[..8],
-            ["serve", "identity", "--data-dir", "/data", "--port", &specs[0].port.to_string(), "--instance", "1"]
+            ["serve", "identity", "--data-dir", "/data", "--port", &specs[1].port.to_string(), "--instance", "1"]
         );
         assert!(identity.contains(&r#"admin_credentials_file="/data/admin.credentials""#.to_owned()), "{identity:?}");
         assert!(identity.windows(2).any(|w| w == ["--config", "/etc/bazaar.toml"]));
+        assert!(identity.contains(&format!(r#"bus.url="{}""#, specs[0].url)), "{identity:?}");
 
-        let catalog2 = line(2);
+        let catalog2 = line(3);
         assert!(catalog2.windows(2).any(|w| w == ["--instance", "2"]));
         assert!(!catalog2.iter().any(|a| a.contains("database.url") || a.contains("s3cret")), "{catalog2:?}");
-        assert_eq!(specs[2].env, [("BAZAAR_CATALOG__DATABASE__URL".to_owned(), database.to_owned())]);
+        assert_eq!(specs[3].env, [("BAZAAR_CATALOG__DATABASE__URL".to_owned(), database.to_owned())]);
         assert!(!catalog2.iter().any(|a| a.starts_with("admin_credentials_file")));
-        assert!(specs[0].env.is_empty() && specs[3].env.is_empty(), "only catalog has a database here");
+        assert!(catalog2.contains(&format!(r#"bus.url="{}""#, specs[0].url)), "{catalog2:?}");
+        assert!(specs[1].env.is_empty() && specs[4].env.is_empty(), "only catalog has a database here");
 
-        let gateway = line(3);
-        assert_eq!(specs[3].port, 8080);
-        assert_eq!(specs[3].url, "http://127.0.0.1:8080");
-        let upstream = format!(r#"upstreams.catalog=["{}","{}"]"#, specs[1].url, specs[2].url);
+        let gateway = line(4);
+        assert_eq!(specs[4].port, 8080);
+        assert_eq!(specs[4].url, "http://127.0.0.1:8080");
+        let upstream = format!(r#"upstreams.catalog=["{}","{}"]"#, specs[2].url, specs[3].url);
         assert!(gateway.contains(&upstream), "{gateway:?}");
-        assert!(gateway.contains(&format!(r#"upstreams.identity=["{}"]"#, specs[0].url)), "{gateway:?}");
+        assert!(gateway.contains(&format!(r#"upstreams.identity=["{}"]"#, specs[1].url)), "{gateway:?}");
+        assert!(!gateway.iter().any(|a| a.contains("upstreams.broker")), "the bus is not public: {gateway:?}");
 
         let ports: std::collections::BTreeSet<u16> = specs.iter().map(|s| s.port).collect();
-        assert_eq!(ports.len(), 4, "every process has its own port");
+        assert_eq!(ports.len(), 5, "every process has its own port");
+    }
+
+    #[test]
+    fn in_the_distributed_profile_services_are_pointed_at_nats() {
+        let plan = plan(CATALOGUE, &[], Profile::Distributed).unwrap_or_else(|e| panic!("{e}"));
+        let nats = ["nats://10.0.0.1:4222".to_owned(), "nats://10.0.0.2:4222".to_owned()];
+        let layout = Layout {
+            data_dir: Path::new("/data"),
+            config: &[],
+            edge_port: 8080,
+            gateway_url: "http://127.0.0.1:8080",
+            credentials: Path::new("/data/admin.credentials"),
+            databases: &BTreeMap::new(),
+            nats_urls: &nats,
+        };
+        let specs = specs(&plan, &layout).unwrap_or_else(|e| panic!("{e}"));
+        let catalog: Vec<String> = specs[1].args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(catalog.contains(&r#"bus.transport="jetstream""#.to_owned()), "{catalog:?}");
+        assert!(catalog.contains(&format!("bus.nats_urls={}", serde_json::json!(nats))), "{catalog:?}");
     }
 
     #[test]
@@ -626,7 +694,7 @@ mod tests {
 
     #[tokio::test]
     async fn distributed_profile_without_a_server_says_how_to_name_one() {
-        let plan = plan(CATALOGUE, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let plan = plan(CATALOGUE, &[], Profile::Distributed).unwrap_or_else(|e| panic!("{e}"));
         let error = postgres_databases(&plan, None).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("--postgres-url") && error.contains("BAZAAR_POSTGRES_URL"), "{error}");
     }
