@@ -76,11 +76,29 @@ fn status_fails_when_nothing_runs() {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["up", "serve", "status", "logs"] {
+    for command in ["up", "serve", "status", "logs", "dlq"] {
         let output = bazaar(&[command, "--help"]);
         assert!(output.status.success(), "{command} --help");
         assert!(stdout(&output).contains("Usage: bazaar"), "{command}: {}", stdout(&output));
     }
+}
+
+#[test]
+fn the_distributed_profile_without_nats_says_how_to_name_it() {
+    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let output = bazaar(&[
+        "up",
+        "--data-dir",
+        &data.path().join("d").to_string_lossy(),
+        "--port",
+        &testkit::free_port().to_string(),
+        "--profile",
+        "distributed",
+        "--postgres-url",
+        "postgres://bazaar@127.0.0.1:1/postgres",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("--nats-url") && stderr(&output).contains("BAZAAR_NATS_URL"), "{}", stderr(&output));
 }
 
 #[tokio::test]
@@ -95,10 +113,10 @@ async fn up_runs_supervises_and_stops_the_platform() {
     let processes = state["processes"].as_array().cloned().unwrap_or_default();
     let names: Vec<String> =
         processes.iter().map(|p| format!("{}-{}", p["service"].as_str().unwrap_or(""), p["instance"])).collect();
-    assert_eq!(names, ["identity-1", "catalog-1", "catalog-2", "gateway-1"]);
+    assert_eq!(names, ["broker-1", "identity-1", "catalog-1", "catalog-2", "gateway-1"]);
     assert_eq!(state["gateway_url"], platform.gateway_url());
     assert!(processes.iter().all(|p| p["pid"].as_u64().unwrap_or(0) > 0 && p["restarts"] == 0));
-    assert!(platform.output().contains("all 4 processes healthy in"), "{}", platform.output());
+    assert!(platform.output().contains("all 5 processes healthy in"), "{}", platform.output());
 
     // The data dir holds password hashes and keys: only its owner may enter it.
     let mode = std::fs::metadata(platform.data_dir()).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
@@ -118,7 +136,7 @@ async fn up_runs_supervises_and_stops_the_platform() {
         .as_array()
         .map(|ps| ps.iter().filter_map(|p| p["status"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(statuses.len(), 4, "{report}");
+    assert_eq!(statuses.len(), 5, "{report}");
     assert!(statuses.iter().all(|s| *s == "healthy" || *s == "degraded"), "{report}");
 
     // A second `up` on the same data dir refuses.
@@ -127,12 +145,12 @@ async fn up_runs_supervises_and_stops_the_platform() {
     assert!(stderr(&second).contains("bazaar is already running in"), "{}", stderr(&second));
 
     // A process that dies is restarted on the same port, and the state file says so.
-    let victim = processes[1]["pid"].as_u64().unwrap_or(0) as i32;
-    let port = processes[1]["port"].as_u64().unwrap_or(0);
+    let victim = processes[2]["pid"].as_u64().unwrap_or(0) as i32;
+    let port = processes[2]["port"].as_u64().unwrap_or(0);
     let killed = Command::new("kill").args(["-9", &victim.to_string()]).status().map(|s| s.success()).unwrap_or(false);
     assert!(killed);
     let restarted = testkit::wait_until(Duration::from_secs(20), || async {
-        platform.state().is_some_and(|s| s["processes"][1]["restarts"] == 1 && s["processes"][1]["pid"] != victim)
+        platform.state().is_some_and(|s| s["processes"][2]["restarts"] == 1 && s["processes"][2]["pid"] != victim)
     })
     .await;
     assert!(restarted, "{}", platform.output());
@@ -162,7 +180,8 @@ async fn up_runs_supervises_and_stops_the_platform() {
     assert!(stdout(&nope).is_empty(), "{}", stdout(&nope));
     assert!(
         stderr(&nope).contains("no logs of `nope`")
-            && stderr(&nope).contains("catalog (catalog-1, catalog-2), gateway (gateway-1), identity (identity-1), up"),
+            && stderr(&nope)
+                .contains("broker (broker-1), catalog (catalog-1, catalog-2), gateway (gateway-1), identity (identity-1), up"),
         "{}",
         stderr(&nope)
     );
@@ -185,13 +204,16 @@ async fn up_runs_supervises_and_stops_the_platform() {
 }
 
 #[tokio::test]
-async fn distributed_profile_gives_each_service_its_own_postgres_database() {
+async fn distributed_profile_gives_each_service_its_own_postgres_database_and_uses_jetstream() {
     let Some(pg) = testkit::postgres_or_skip().await else { return };
+    let Some(nats) = testkit::nats_or_skip().await else { return };
     let platform = Platform::start(PlatformOptions::new(BIN).args([
         "--profile",
         "distributed",
         "--postgres-url",
         &pg.server_url(),
+        "--nats-url",
+        &nats.url(),
     ]))
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -202,6 +224,15 @@ async fn distributed_profile_gives_each_service_its_own_postgres_database() {
         assert!(connected.is_ok(), "database bazaar_{service} exists: {connected:?}");
     }
     assert!(!platform.data_dir().join("services/catalog/catalog.sqlite").exists(), "no SQLite file in this profile");
+    assert!(!platform.data_dir().join("broker").exists(), "no embedded broker in this profile");
+    let services: Vec<String> = platform
+        .state()
+        .and_then(|s| s["processes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["service"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(services, ["identity", "catalog", "gateway"]);
     // The database URLs (with their passwords) reach the processes through
     // their environment, which only their owner can read, not their command lines.
     for process in platform.state().and_then(|s| s["processes"].as_array().cloned()).unwrap_or_default() {

@@ -102,16 +102,16 @@ pub async fn run(args: Args, catalogue: &'static [Service]) -> anyhow::Result<()
     let config = config_files(&args.config)?;
     let host = preflight::edge_host(edge.name, &config, catalogue.iter().map(|s| s.name.to_owned()).collect())?;
     preflight::port_free(&host, args.port)?;
-    let databases = match args.profile {
-        Profile::Embedded => BTreeMap::new(),
-        Profile::Distributed => postgres_databases(&plan, args.postgres_url.as_deref()).await?,
-    };
     if args.profile == Profile::Distributed && args.nats_urls.is_empty() {
         bail!(
             "the distributed profile's bus is NATS JetStream: pass --nats-url nats://HOST:4222 (repeat for a cluster) \
              or set BAZAAR_NATS_URL"
         );
     }
+    let databases = match args.profile {
+        Profile::Embedded => BTreeMap::new(),
+        Profile::Distributed => postgres_databases(&plan, args.postgres_url.as_deref()).await?,
+    };
     let credentials = credentials::ensure(&data_dir)?;
 
     let gateway_url = format!("http://{}:{}", reachable_host(&host), args.port);
