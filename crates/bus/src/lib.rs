@@ -20,5 +20,5 @@ mod transport;
 pub use embedded::EmbeddedTransport;
 pub use envelope::{Envelope, Kind, Message, SUBJECT_PREFIX, bus_subject};
 pub use error::BusError;
-pub use jetstream::JetStreamTransport;
+pub use jetstream::{JetStreamOptions, JetStreamTransport};
 pub use transport::{DeadLetter, Delivery, IncomingQuery, Subscription, Transport};
