@@ -44,7 +44,7 @@ pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError, Outcome, pr
 pub use embedded::EmbeddedTransport;
 pub use envelope::{Envelope, Kind, Message, SUBJECT_PREFIX, bus_subject};
 pub use error::BusError;
-pub use jetstream::JetStreamTransport;
+pub use jetstream::{JetStreamOptions, JetStreamTransport};
 pub use outbox::{Outbox, OutboxLag, migrate};
 pub use query::{request, serve_queries};
 pub use relay::{Drained, Relay, RelayOptions};

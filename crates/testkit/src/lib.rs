@@ -6,10 +6,12 @@
 //!
 //! # Layout
 //! - [`postgres`]: [`Postgres`], a private PostgreSQL server in a temp dir.
+//! - [`nats`]: [`Nats`] and [`NatsCluster`], private JetStream-enabled nats-servers.
 //! - [`platform`]: [`Platform`], `bazaar up` in a temp data dir on a free port.
 //! - [`service`]: [`RunningService`], one built service in this process on a free port.
 //! - `sys`: sending signals to the processes started here.
 
+pub mod nats;
 pub mod platform;
 pub mod postgres;
 pub mod service;
@@ -19,6 +21,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use nats::{Nats, NatsCluster, NatsError, nats_cluster_or_skip, nats_or_skip};
 pub use platform::{Platform, PlatformError, PlatformOptions};
 pub use postgres::{Postgres, PostgresError};
 pub use service::RunningService;
