@@ -21,7 +21,6 @@ use bus::{Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Kind, Mess
 use chassis::db::Db;
 use chassis::server::Shutdown;
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Transaction};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Sent {
@@ -45,7 +44,7 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    async fn handle(&self, _tx: &mut Transaction<'static, Any>, message: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(&self, _tx: &mut sqlx::AnyConnection, message: &Envelope) -> Result<(), HandlerError> {
         let sent: Sent = message.decode().map_err(|e| HandlerError::Reject(e.to_string()))?;
         self.latencies_us.lock().unwrap().push(now_us().saturating_sub(sent.at_us));
         Ok(())

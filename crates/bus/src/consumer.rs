@@ -1,9 +1,11 @@
 //! Consumers: at-least-once delivery with an inbox, so each message has its
 //! effect once.
 //!
-//! For every delivery a [`Consumer`] opens a write transaction in the
-//! service's database, records the message id in the inbox table, runs the
-//! [`Handler`] in that same transaction and commits; only then does it ack.
+//! For every fetched batch a [`Consumer`] opens one write transaction in the
+//! service's database; for each message it records the message id in the
+//! inbox table and runs the [`Handler`] inside a savepoint of that
+//! transaction, so a failing message is undone alone. It commits once for the
+//! batch and only then acks.
 //! A redelivered message (the ack was lost, the lease expired, the process
 //! died after commit) finds its id in the inbox and is acked without running
 //! the handler again. A handler that fails leaves nothing behind (the
@@ -19,7 +21,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chassis::server::Shutdown;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Connection as _, Transaction};
 
 use crate::backoff::Backoff;
 use crate::envelope::Envelope;
@@ -53,12 +55,12 @@ impl From<BusError> for HandlerError {
 
 /// The code that gives a message its effect, inside the consumer's transaction.
 pub trait Handler: Send + Sync + 'static {
-    /// Applies `message` using `tx`. Everything written through `tx`
-    /// (including messages staged with [`Outbox::stage`]) commits together with
-    /// the inbox record, or not at all.
+    /// Applies `message` using `tx`, a connection inside the consumer's
+    /// transaction. Everything written through it (including messages staged
+    /// with [`Outbox::stage`]) commits together with the inbox record, or not at all.
     fn handle<'a>(
         &'a self,
-        tx: &'a mut Transaction<'static, Any>,
+        tx: &'a mut AnyConnection,
         message: &'a Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
 }
@@ -175,22 +177,23 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Fetches one batch (waiting up to `fetch_wait`), handles each message and
-    /// acks the handled ones together. Returns the outcomes in delivery order.
+    /// Fetches one batch (waiting up to `fetch_wait`), handles it and acks the
+    /// handled messages together. Returns the outcomes in delivery order.
     pub async fn consume_batch(&self) -> Result<Vec<Outcome>, BusError> {
         let deliveries =
             self.transport.fetch(&self.options.group, self.options.batch_size, self.options.fetch_wait).await?;
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        let mut done = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let outcome = self.process(&delivery).await?;
-            if matches!(outcome, Outcome::Handled | Outcome::Duplicate) {
-                done.push(delivery);
-            }
-            outcomes.push(outcome);
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
         }
+        let outcomes = self.settle(&deliveries).await?;
         // One ack for the batch: all of these are committed, so a lost ack only
         // means a redelivery the inbox recognises.
+        let done: Vec<Delivery> = deliveries
+            .into_iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Handled | Outcome::Duplicate))
+            .map(|(delivery, _)| delivery)
+            .collect();
         if !done.is_empty() {
             self.transport.ack(&self.options.group, &done).await?;
         }
@@ -198,12 +201,50 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Handles one delivery through the inbox and settles it with the bus,
-    /// except for the ack of a handled message, which the caller batches.
+    /// except for the ack of a handled message, which the caller owes.
     pub async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {
+        let mut outcomes = self.settle(std::slice::from_ref(delivery)).await?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
+    }
+
+    /// Handles `deliveries` in one transaction, then naks or dead-letters the
+    /// ones that failed. Acks are the caller's.
+    async fn settle(&self, deliveries: &[Delivery]) -> Result<Vec<Outcome>, BusError> {
         let started = Instant::now();
-        let envelope = &delivery.envelope;
-        let outcome = envelope.trace_context().child().scope(self.handle_once(envelope)).await;
-        let outcome = match outcome {
+        let mut tx = self.outbox.db().begin_write().await?;
+        let mut results = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let envelope = &delivery.envelope;
+            let result = envelope.trace_context().child().scope(self.handle_once(&mut tx, envelope)).await;
+            results.push(result);
+        }
+        tx.commit().await?;
+        // Handlers may have staged messages of their own.
+        self.outbox.notify();
+        let took = started.elapsed();
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for (delivery, result) in deliveries.iter().zip(results) {
+            let outcome = self.decide(delivery, result);
+            match &outcome {
+                Outcome::Retried(delay) => self.transport.nak(&self.options.group, delivery, *delay).await?,
+                Outcome::DeadLettered(error) => {
+                    tracing::error!(
+                        group = %self.options.group, message_id = %delivery.envelope.id,
+                        message_type = %delivery.envelope.message_type, attempts = delivery.attempt, error = %error,
+                        "message moved to the dead-letter queue"
+                    );
+                    self.transport.dead_letter(&self.options.group, delivery, error).await?;
+                }
+                Outcome::Handled | Outcome::Duplicate => {}
+            }
+            crate::metric::record_consumed(&self.options.group, &outcome, took);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn decide(&self, delivery: &Delivery, result: Result<bool, HandlerError>) -> Outcome {
+        match result {
             Ok(true) => Outcome::Handled,
             Ok(false) => Outcome::Duplicate,
             Err(HandlerError::Reject(error)) => Outcome::DeadLettered(error),
@@ -213,31 +254,20 @@ impl<H: Handler> Consumer<H> {
             Err(HandlerError::Retry(error)) => {
                 let delay = self.options.backoff.delay(delivery.attempt);
                 tracing::warn!(
-                    group = %self.options.group, message_id = %envelope.id, message_type = %envelope.message_type,
-                    attempt = delivery.attempt, retry_in_ms = delay.as_millis() as u64, error = %error,
-                    "handler failed; will retry"
+                    group = %self.options.group, message_id = %delivery.envelope.id,
+                    message_type = %delivery.envelope.message_type, attempt = delivery.attempt,
+                    retry_in_ms = delay.as_millis() as u64, error = %error, "handler failed; will retry"
                 );
                 Outcome::Retried(delay)
             }
-        };
-        match &outcome {
-            Outcome::Retried(delay) => self.transport.nak(&self.options.group, delivery, *delay).await?,
-            Outcome::DeadLettered(error) => {
-                tracing::error!(
-                    group = %self.options.group, message_id = %envelope.id, message_type = %envelope.message_type,
-                    attempts = delivery.attempt, error = %error, "message moved to the dead-letter queue"
-                );
-                self.transport.dead_letter(&self.options.group, delivery, error).await?;
-            }
-            Outcome::Handled | Outcome::Duplicate => {}
         }
-        crate::metric::record_consumed(&self.options.group, &outcome, started.elapsed());
-        Ok(outcome)
     }
 
-    /// Runs the handler in a transaction with the inbox record. `Ok(false)`: already handled.
-    async fn handle_once(&self, envelope: &Envelope) -> Result<bool, HandlerError> {
-        let mut tx = self.outbox.db().begin_write().await?;
+    /// Records the message in the inbox and runs the handler, inside a
+    /// savepoint of the batch's transaction: a failure undoes this message's
+    /// writes only. `Ok(false)`: already handled, nothing done.
+    async fn handle_once(&self, tx: &mut Transaction<'static, Any>, envelope: &Envelope) -> Result<bool, HandlerError> {
+        let mut savepoint = (**tx).begin().await?;
         let recorded = sqlx::query(
             "INSERT INTO bus_inbox (consumer, message_id, handled_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (consumer, message_id) DO NOTHING",
@@ -245,18 +275,23 @@ impl<H: Handler> Consumer<H> {
         .bind(&self.options.group)
         .bind(envelope.id.to_string())
         .bind(crate::now_ms())
-        .execute(&mut *tx)
+        .execute(&mut *savepoint)
         .await?
         .rows_affected();
         if recorded == 0 {
-            tx.rollback().await?;
+            savepoint.rollback().await?;
             return Ok(false);
         }
-        self.handler.handle(&mut tx, envelope).await?;
-        tx.commit().await?;
-        // The handler may have staged messages of its own.
-        self.outbox.notify();
-        Ok(true)
+        match self.handler.handle(&mut savepoint, envelope).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                Ok(true)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -23,7 +23,6 @@ use bus::{
 use chassis::db::Db;
 use chassis::server::{Shutdown, ShutdownTrigger};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Transaction};
 use testkit::wait_until;
 
 // ---------------------------------------------------------------- messages
@@ -188,7 +187,7 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    async fn handle(&self, tx: &mut Transaction<'static, Any>, message: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(&self, tx: &mut sqlx::AnyConnection, message: &Envelope) -> Result<(), HandlerError> {
         let tick: Ticked = message.decode().map_err(|e| HandlerError::Reject(e.to_string()))?;
         let n = i64::try_from(tick.n).unwrap();
         sqlx::query("INSERT INTO effects (message_id, stream, n, at) VALUES ($1, $2, $3, $4)")
@@ -196,7 +195,7 @@ impl Handler for Recorder {
             .bind(&tick.stream)
             .bind(n)
             .bind(CLOCK.fetch_add(1, Ordering::SeqCst))
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO latest (stream, n) VALUES ($1, $2) \
@@ -204,7 +203,7 @@ impl Handler for Recorder {
         )
         .bind(&tick.stream)
         .bind(n)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         if self.failing.load(Ordering::SeqCst) || self.poison.lock().unwrap().contains(&tick.n) {
             return Err(HandlerError::Retry(format!("refusing tick {}", tick.n)));
