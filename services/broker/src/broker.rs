@@ -9,6 +9,7 @@
 //! when the earliest lease or nak delay of its group runs out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -158,6 +159,8 @@ struct Inner {
     groups: Arc<Groups>,
     writer: Writer,
     queries: Queries,
+    /// Set when the process stops: long polls answer at once instead of holding up the drain.
+    closing: AtomicBool,
 }
 
 /// The broker: the log, its groups and the queries in flight. Cheap to clone.
@@ -181,7 +184,9 @@ impl Broker {
             groups.put(row);
         }
         let writer = Writer::start(db.clone(), groups.clone(), max_batch_ops);
-        let broker = Self { inner: Arc::new(Inner { db, groups, writer, queries: Queries::default() }) };
+        let broker = Self {
+            inner: Arc::new(Inner { db, groups, writer, queries: Queries::default(), closing: AtomicBool::new(false) }),
+        };
         chassis::task::spawn("broker-stats", refresh_stats(Arc::downgrade(&broker.inner), stats_interval));
         Ok(broker)
     }
@@ -189,6 +194,20 @@ impl Broker {
     /// Whether the writer is running (the readiness check).
     pub fn is_writing(&self) -> bool {
         self.inner.writer.is_running()
+    }
+
+    /// Ends every long poll now and makes later ones return without waiting,
+    /// so a stopping process drains in-flight requests at once.
+    pub fn stop_waiting(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        for group in self.inner.groups.all() {
+            group.wake.notify_waiters();
+        }
+        self.inner.queries.close();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
     }
 
     async fn write(&self, request: Request) -> Result<Response, BrokerError> {
@@ -259,7 +278,7 @@ impl Broker {
                 return Err(WriteError::Failed.into());
             };
             let now = Instant::now();
-            if !leased.deliveries.is_empty() || now >= deadline {
+            if !leased.deliveries.is_empty() || now >= deadline || self.is_closing() {
                 return Ok(leased.deliveries);
             }
             let wake_at = match leased.next_due {

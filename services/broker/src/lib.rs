@@ -148,6 +148,11 @@ impl Config {
 
 /// Opens (creating if needed) and migrates the log, starts the writer, and builds the service.
 pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartError> {
+    assemble(config, data_dir).await.map(|(service, _)| service)
+}
+
+/// [`build`], also handing back the broker so `serve` can end its long polls on shutdown.
+async fn assemble(config: &Config, data_dir: &Path) -> Result<(Service, Broker), StartError> {
     config.validate()?;
     let path = config.log_path(data_dir);
     let db = Db::connect_with_sync(&format!("sqlite://{}", path.display()), config.readers, SqliteSync::Full).await?;
@@ -175,19 +180,27 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
         })
         .build();
     let state = http::ApiState {
-        broker,
+        broker: broker.clone(),
         max_fetch: config.max_fetch,
         max_wait_ms: config.max_wait_ms,
         default_ack_wait_ms: config.default_ack_wait_ms,
     };
     let routes = http::router(state).merge(chassis::openapi::router(http::ApiDoc::openapi()));
-    Ok(Service::new(NAME, routes, health, &config.http).with_db(db))
+    Ok((Service::new(NAME, routes, health, &config.http).with_db(db), broker))
 }
 
 /// `bazaar serve broker`: loads the configuration, builds and serves until shutdown.
 pub async fn serve(opts: ServeOptions, shutdown: Shutdown) -> Result<(), StartError> {
     let config: Config = chassis::config::load(NAME, &opts.sources)?;
-    build(&config, &opts.data_dir).await?.serve(shutdown).await
+    let (service, broker) = assemble(&config, &opts.data_dir).await?;
+    let stopping = shutdown.clone();
+    // Parked fetches would otherwise hold the drain for their whole wait.
+    chassis::task::spawn("broker-stop-waiting", async move {
+        stopping.wait().await;
+        broker.stop_waiting();
+        Ok::<(), std::convert::Infallible>(())
+    });
+    service.serve(shutdown).await
 }
 
 #[cfg(test)]

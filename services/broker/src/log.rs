@@ -207,8 +207,12 @@ pub(crate) async fn upsert_group(
 }
 
 /// Leases up to `max` messages of `group` for its ack wait: first those due
-/// again (lease ended, nak delay passed, replayed), then new ones after its
-/// position. The result is in seq order.
+/// again (lease ended, nak delay passed, replayed), longest due first, then
+/// new ones after its position. The batch is in seq order.
+///
+/// Due rows are read in the order of the visibility index, so a fetch costs
+/// the size of its batch even when thousands of leases ended at once (after
+/// a restart) or thousands more are still held.
 pub(crate) async fn lease(
     conn: &mut AnyConnection,
     group: &GroupRow,
@@ -218,7 +222,7 @@ pub(crate) async fn lease(
     let lease_until = now.saturating_add(group.ack_wait_ms);
     let due = sqlx::query(
         "SELECT p.seq, p.attempts, m.envelope FROM pending p JOIN messages m ON m.seq = p.seq \
-         WHERE p.group_id = $1 AND p.visible_at <= $2 ORDER BY p.seq LIMIT $3",
+         WHERE p.group_id = $1 AND p.visible_at <= $2 ORDER BY p.visible_at, p.seq LIMIT $3",
     )
     .bind(group.id)
     .bind(now)
@@ -248,10 +252,9 @@ pub(crate) async fn lease(
     }
     let remaining = max.saturating_sub(deliveries.len());
     if remaining > 0 {
-        let fresh = lease_new(conn, group, remaining, lease_until).await?;
-        deliveries.extend(fresh);
-        deliveries.sort_by_key(|d| d.seq);
+        deliveries.extend(lease_new(conn, group, remaining, lease_until).await?);
     }
+    deliveries.sort_by_key(|d| d.seq);
     let next_due = if deliveries.is_empty() {
         sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(visible_at) FROM pending WHERE group_id = $1")
             .bind(group.id)

@@ -6,6 +6,7 @@
 //! restart was answered with a timeout anyway.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ struct State {
 pub(crate) struct Queries {
     state: Mutex<State>,
     arrived: Notify,
+    /// Set when the process stops: responders' long polls answer at once.
+    closing: AtomicBool,
 }
 
 /// Forgets a requester when its wait ends, however it ends (reply, deadline, or a dropped connection).
@@ -92,7 +95,7 @@ impl Queries {
             // Registered before looking, so a query queued in between still wakes this wait.
             notified.as_mut().enable();
             let taken = self.take_now(types, max);
-            if !taken.is_empty() || Instant::now() >= deadline {
+            if !taken.is_empty() || Instant::now() >= deadline || self.closing.load(Ordering::SeqCst) {
                 return taken;
             }
             tokio::select! {
@@ -120,6 +123,12 @@ impl Queries {
             }
         }
         taken
+    }
+
+    /// Ends the responders' long polls now and makes later ones return without waiting.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.arrived.notify_waiters();
     }
 
     /// Hands `envelope` to the requester waiting at `reply_to`; false when
@@ -158,6 +167,19 @@ mod tests {
         let answer = queries.request("q.v1", "{}".into(), Duration::from_millis(20)).await;
         assert_eq!(answer, None);
         assert!(queries.take(&["q.v1".into()], 10, Duration::ZERO).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn closing_ends_a_waiting_responder_at_once() {
+        let queries = Queries::default();
+        let types = ["a.v1".to_owned()];
+        let started = std::time::Instant::now();
+        let (taken, ()) = tokio::join!(queries.take(&types, 10, Duration::from_secs(30)), async {
+            tokio::task::yield_now().await;
+            queries.close();
+        });
+        assert!(taken.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
