@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -29,6 +29,17 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub struct EmbeddedTransport {
     base_url: String,
     http: chassis::client::HttpClient,
+}
+
+/// A publish, serialised straight from the caller's envelopes.
+#[derive(Serialize)]
+struct PublishBody<'a> {
+    envelopes: &'a [Envelope],
+}
+
+#[derive(Serialize)]
+struct SeqsBody<'a> {
+    seqs: &'a [i64],
 }
 
 #[derive(Deserialize)]
@@ -190,7 +201,7 @@ impl EmbeddedTransport {
         Err(Failure::Status { status: status.as_u16(), code: problem.code, detail: problem.detail })
     }
 
-    fn post(&self, url: &str, body: &Value) -> reqwest::RequestBuilder {
+    fn post<B: Serialize + ?Sized>(&self, url: &str, body: &B) -> reqwest::RequestBuilder {
         self.http.request(reqwest::Method::POST, url).json(body)
     }
 
@@ -199,7 +210,7 @@ impl EmbeddedTransport {
         if batch.is_empty() {
             return Ok(());
         }
-        let body = json!({ "envelopes": batch });
+        let body = PublishBody { envelopes: batch };
         let _: Value = self.call(self.post(&self.url("/v1/publish"), &body), BusError::Rejected).await?;
         Ok(())
     }
@@ -237,8 +248,8 @@ impl EmbeddedTransport {
             return Ok(());
         }
         let seqs = deliveries.iter().map(seq_of).collect::<Result<Vec<_>, _>>()?;
-        let _: Value =
-            self.call(self.post(&self.group_url(group, "/ack"), &json!({ "seqs": seqs })), BusError::Rejected).await?;
+        let body = SeqsBody { seqs: &seqs };
+        let _: Value = self.call(self.post(&self.group_url(group, "/ack"), &body), BusError::Rejected).await?;
         Ok(())
     }
 
