@@ -229,7 +229,9 @@ impl Broker {
             array.push_str(&envelope.json);
         }
         array.push(']');
-        let Response::Published(stored) = self.write(Request::Publish { envelopes: array }).await? else {
+        let Response::Published(stored) =
+            self.write(Request::Publish { envelopes: array, count: envelopes.len() }).await?
+        else {
             return Err(WriteError::Failed.into());
         };
         let mut fresh: std::collections::HashSet<String> = stored.into_iter().map(|s| s.id).collect();

@@ -3,9 +3,9 @@
 //! Every write (publishes, leases taken by fetches, acks, naks, dead letters,
 //! replays, group changes) is an operation sent over a channel to one task.
 //! The task takes every operation queued at that moment (up to
-//! `max_batch_ops`), runs them all in one `BEGIN IMMEDIATE` transaction,
-//! commits once (one fsync with `synchronous = FULL`), and only then answers
-//! each caller. Under load, hundreds of requests share one fsync; when idle,
+//! `max_batch_ops`, or about 20 000 rows of work), runs them all in one
+//! `BEGIN IMMEDIATE` transaction, commits once (one fsync with
+//! `synchronous = FULL`), and only then answers each caller. Under load, hundreds of requests share one fsync; when idle,
 //! an operation waits for nothing but its own commit.
 //!
 //! If a batch fails, its operations are run again one transaction each, so one
@@ -25,12 +25,15 @@ use crate::model::now_ms;
 
 /// How many operations may wait for the writer before senders wait too.
 const QUEUE_DEPTH: usize = 8_192;
+/// Roughly how many rows one transaction may touch before the writer commits
+/// and answers: a few large publishes must not hold up everyone's latency.
+const MAX_BATCH_ROWS: usize = 20_000;
 
 /// A write to the log.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Store envelopes (a JSON array of checked envelopes) in order.
-    Publish { envelopes: String },
+    /// Store envelopes (a JSON array of `count` checked envelopes) in order.
+    Publish { envelopes: String, count: usize },
     /// Create a group or update its types and lease.
     Subscribe { name: String, types: Vec<String>, ack_wait_ms: i64 },
     /// Lease up to `max` messages to a fetcher of `group`.
@@ -92,6 +95,18 @@ impl std::fmt::Debug for Op {
     }
 }
 
+impl Request {
+    /// Roughly how many rows the operation touches.
+    fn weight(&self) -> usize {
+        match self {
+            Self::Publish { count, .. } => *count,
+            Self::Lease { max, .. } => *max,
+            Self::Ack { seqs, .. } | Self::Nak { seqs, .. } => seqs.len(),
+            Self::Subscribe { .. } | Self::DeadLetter { .. } | Self::Replay { .. } => 1,
+        }
+    }
+}
+
 impl Writer {
     /// Starts the writer task on `db`. It runs until every [`Writer`] clone is dropped.
     pub(crate) fn start(db: Db, groups: Arc<Groups>, max_batch_ops: usize) -> Self {
@@ -120,7 +135,15 @@ async fn run(
     max_batch_ops: usize,
 ) -> Result<(), std::convert::Infallible> {
     let mut batch: Vec<Op> = Vec::with_capacity(max_batch_ops);
-    while queue.recv_many(&mut batch, max_batch_ops).await > 0 {
+    while let Some(first) = queue.recv().await {
+        // Everything already queued joins the first, up to the batch limits.
+        let mut weight = first.request.weight();
+        batch.push(first);
+        while batch.len() < max_batch_ops && weight < MAX_BATCH_ROWS {
+            let Ok(op) = queue.try_recv() else { break };
+            weight += op.request.weight();
+            batch.push(op);
+        }
         // A fetcher that hung up would leave its lease to expire for nothing.
         batch.retain(|op| !(matches!(op.request, Request::Lease { .. }) && op.reply.is_closed()));
         if batch.is_empty() {
@@ -176,7 +199,7 @@ async fn commit<'a>(
 
 async fn apply(conn: &mut sqlx::AnyConnection, request: &Request, now: i64) -> Result<Response, sqlx::Error> {
     Ok(match request {
-        Request::Publish { envelopes } => Response::Published(log::insert_messages(conn, envelopes, now).await?),
+        Request::Publish { envelopes, .. } => Response::Published(log::insert_messages(conn, envelopes, now).await?),
         Request::Subscribe { name, types, ack_wait_ms } => {
             let (row, created) = log::upsert_group(conn, name, types, *ack_wait_ms, now).await?;
             Response::Subscribed(row, created)
