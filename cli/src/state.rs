@@ -157,6 +157,7 @@ mod tests {
                 url: "http://127.0.0.1:40123".into(),
                 restarts: 1,
             }],
+            nats_urls: Vec::new(),
         }
     }
 

@@ -206,6 +206,7 @@ mod tests {
             gateway_url: "http://127.0.0.1:8080".into(),
             supervisor_pid: dead,
             processes: vec![],
+            nats_urls: Vec::new(),
         };
         state.write(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert!(not_running(dir.path()).is_ok());

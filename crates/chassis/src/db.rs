@@ -19,6 +19,28 @@ use sqlx::{Any, AnyPool, ConnectOptions as _, Connection as _, Executor as _, Tr
 /// How long an SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// When an SQLite commit reaches the disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// `NORMAL`, the default: in WAL mode a commit survives a crash of the
+    /// process, but the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is flushed to the disk before it returns, so no
+    /// acknowledged commit is lost even to a power cut. Costs one fsync per
+    /// commit; for stores that acknowledge durability to others (the broker's log).
+    Full,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
 /// The SQL dialect of a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -63,6 +85,12 @@ pub struct Db {
 impl Db {
     /// Opens the database at `url`, creating an SQLite file (and its directory) if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        Self::connect_with_sync(url, max_connections, SqliteSync::Normal).await
+    }
+
+    /// Like [`Db::connect`], with SQLite commits flushed as `sync` says
+    /// (PostgreSQL ignores it: its commits are durable by default).
+    pub async fn connect_with_sync(url: &str, max_connections: u32, sync: SqliteSync) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
@@ -72,7 +100,7 @@ impl Db {
             return Err(DbError::UnknownScheme(url.to_owned()));
         };
         match dialect {
-            Dialect::Sqlite => Self::connect_sqlite(url, max_connections).await,
+            Dialect::Sqlite => Self::connect_sqlite(url, max_connections, sync).await,
             Dialect::Postgres => {
                 let options = AnyConnectOptions::from_str(url).map_err(DbError::Connect)?.disable_statement_logging();
                 let pool = AnyPoolOptions::new()
@@ -86,7 +114,7 @@ impl Db {
         }
     }
 
-    async fn connect_sqlite(url: &str, max_connections: u32) -> Result<Self, DbError> {
+    async fn connect_sqlite(url: &str, max_connections: u32, sync: SqliteSync) -> Result<Self, DbError> {
         let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
         let path = path.split('?').next().unwrap_or(path);
         if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -95,15 +123,16 @@ impl Db {
         }
         let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
         let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?.disable_statement_logging();
+        let synchronous = sync.pragma();
         let pool = |size: u32| {
             AnyPoolOptions::new()
                 .max_connections(size)
                 .acquire_timeout(Duration::from_secs(10))
-                .after_connect(|conn, _meta| {
+                .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         conn.execute(sqlx::AssertSqlSafe(format!(
                             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                             PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
                         )))
                         .await?;
                         Ok(())
@@ -266,6 +295,24 @@ mod tests {
         for result in futures_util::future::join_all(replicas).await {
             assert!(result.is_ok(), "{result:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn sqlite_commits_are_flushed_as_asked() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+        let synchronous = |db: Db| async move {
+            let mut tx = db.begin_write().await.unwrap_or_else(|e| panic!("{e}"));
+            let level: i64 =
+                sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *tx).await.unwrap_or_else(|e| panic!("{e}"));
+            level
+        };
+        let normal = Db::connect(&url("normal.sqlite"), 1).await.unwrap_or_else(|e| panic!("{e}"));
+        let full =
+            Db::connect_with_sync(&url("full.sqlite"), 1, SqliteSync::Full).await.unwrap_or_else(|e| panic!("{e}"));
+        // SQLite reports NORMAL as 1 and FULL as 2.
+        assert_eq!(synchronous(normal).await, 1);
+        assert_eq!(synchronous(full).await, 2);
     }
 
     #[tokio::test]
