@@ -117,9 +117,11 @@ async fn connect(args: &Args) -> anyhow::Result<Transport> {
             ),
         };
         if state.profile == Profile::Embedded {
-            let broker = state.processes.iter().find(|p| p.service == "broker").with_context(|| {
-                format!("the platform in {} runs no broker process", args.data_dir.display())
-            })?;
+            let broker = state
+                .processes
+                .iter()
+                .find(|p| p.service == "broker")
+                .with_context(|| format!("the platform in {} runs no broker process", args.data_dir.display()))?;
             return Ok(Transport::Embedded(bus::EmbeddedTransport::new(&broker.url)));
         }
         state.nats_urls

@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn every_service_of_the_table_is_a_known_section() {
         let options = options_for(&args(None, &[])).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(options.sources.known_sections, Some(vec!["identity".into(), "catalog".into(), "gateway".into()]));
+        assert_eq!(
+            options.sources.known_sections,
+            Some(vec!["broker".into(), "identity".into(), "catalog".into(), "gateway".into()])
+        );
     }
 
     #[test]

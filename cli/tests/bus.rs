@@ -58,7 +58,8 @@ async fn the_broker_killed_with_sigkill_loses_nothing_it_acknowledged() {
     let mut process = broker(data.path(), port);
     ready(&url).await;
     let transport = Transport::Embedded(bus::EmbeddedTransport::new(&url));
-    let group = Subscription { group: "survivor".into(), types: vec![Numbered::TYPE.into()], ack_wait: Duration::from_secs(2) };
+    let group =
+        Subscription { group: "survivor".into(), types: vec![Numbered::TYPE.into()], ack_wait: Duration::from_secs(2) };
     transport.subscribe(&group).await.unwrap();
 
     // A publisher keeps publishing batches (every batch the broker acknowledged
@@ -133,7 +134,7 @@ async fn services_publish_through_their_outboxes_and_operators_replay_dead_lette
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let signed_up = http
         .post(format!("{}/api/v1/users", platform.gateway_url()))
-        .json(&serde_json::json!({"email": "bus@example.com", "password": "correct horse battery", "name": "Bus Rider"}))
+        .json(&serde_json::json!({"email": "bus@example.com", "password": "correct-horse-42", "name": "Bus Rider"}))
         .send()
         .await
         .unwrap();
@@ -166,7 +167,11 @@ async fn services_publish_through_their_outboxes_and_operators_replay_dead_lette
     assert!(String::from_utf8_lossy(&empty.stdout).contains("the dead-letter queue is empty"));
 
     // A consumer gives up on a message; the operator finds it, reads it and replays it.
-    let payments = Subscription { group: "payments".into(), types: vec![Numbered::TYPE.into()], ack_wait: Duration::from_secs(30) };
+    let payments = Subscription {
+        group: "payments".into(),
+        types: vec![Numbered::TYPE.into()],
+        ack_wait: Duration::from_secs(30),
+    };
     transport.subscribe(&payments).await.unwrap();
     transport.publish(&[Envelope::new("test", "7", &Numbered { n: 7 }).unwrap()]).await.unwrap();
     let delivery = transport.fetch("payments", 1, Duration::from_secs(5)).await.unwrap().pop().expect("a delivery");
@@ -180,7 +185,11 @@ async fn services_publish_through_their_outboxes_and_operators_replay_dead_lette
     assert_eq!(letters[0]["error"], "card processor said no");
     let id = letters[0]["id"].as_str().unwrap().to_owned();
     let table = bazaar(&["dlq", "list", "--data-dir", &data]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("test.numbered.v1"), "{}", String::from_utf8_lossy(&table.stdout));
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("test.numbered.v1"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
 
     let shown = bazaar(&["dlq", "show", &id, "--data-dir", &data]);
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
@@ -188,7 +197,11 @@ async fn services_publish_through_their_outboxes_and_operators_replay_dead_lette
 
     let missing = bazaar(&["dlq", "show", "no-such-id", "--data-dir", &data]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no dead letter no-such-id"), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no dead letter no-such-id"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let replayed = bazaar(&["dlq", "replay", &id, "--data-dir", &data]);
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));

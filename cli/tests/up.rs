@@ -98,7 +98,11 @@ fn the_distributed_profile_without_nats_says_how_to_name_it() {
         "postgres://bazaar@127.0.0.1:1/postgres",
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("--nats-url") && stderr(&output).contains("BAZAAR_NATS_URL"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--nats-url") && stderr(&output).contains("BAZAAR_NATS_URL"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -180,8 +184,9 @@ async fn up_runs_supervises_and_stops_the_platform() {
     assert!(stdout(&nope).is_empty(), "{}", stdout(&nope));
     assert!(
         stderr(&nope).contains("no logs of `nope`")
-            && stderr(&nope)
-                .contains("broker (broker-1), catalog (catalog-1, catalog-2), gateway (gateway-1), identity (identity-1), up"),
+            && stderr(&nope).contains(
+                "broker (broker-1), catalog (catalog-1, catalog-2), gateway (gateway-1), identity (identity-1), up"
+            ),
         "{}",
         stderr(&nope)
     );

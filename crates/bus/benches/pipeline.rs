@@ -17,7 +17,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bus::{Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Kind, Message, Outbox, Relay, RelayOptions, Transport};
+use bus::{
+    Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Kind, Message, Outbox, Relay, RelayOptions, Transport,
+};
 use chassis::db::Db;
 use chassis::server::Shutdown;
 use serde::{Deserialize, Serialize};
@@ -155,7 +157,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     if transports.contains("embedded") {
         // The broker on a runtime of its own, as the separate process it is under `bazaar up`.
-        let broker_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let broker_runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let running = broker_runtime.block_on(async {
             let service = broker::build(&broker::Config::default(), dir.path()).await.unwrap();
             testkit::RunningService::start("broker", service).await

@@ -135,6 +135,7 @@ impl<H: Handler> Consumer<H> {
     /// A consumer whose inbox lives in `outbox`'s database (the service's own),
     /// so a handler can stage messages in the same transaction.
     pub fn new(transport: Transport, outbox: &Outbox, handler: H, options: ConsumerOptions) -> Self {
+        crate::metric::describe();
         Self { transport, outbox: outbox.clone(), handler, options }
     }
 
@@ -300,8 +301,11 @@ impl<H: Handler> Consumer<H> {
 pub async fn prune_inbox(outbox: &Outbox, retention: Duration) -> Result<u64, BusError> {
     let cutoff = crate::now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut tx = outbox.db().begin_write().await?;
-    let deleted =
-        sqlx::query("DELETE FROM bus_inbox WHERE handled_at_ms < $1").bind(cutoff).execute(&mut *tx).await?.rows_affected();
+    let deleted = sqlx::query("DELETE FROM bus_inbox WHERE handled_at_ms < $1")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(deleted)
 }

@@ -17,6 +17,23 @@ pub const CONSUMED: &str = "bazaar_bus_consumed_total";
 /// Time from fetch to settled, per delivery.
 pub const HANDLE_SECONDS: &str = "bazaar_bus_handle_seconds";
 
+/// Gives the bus's metrics their help text (Prometheus wants it on every
+/// metric). Called by every relay and consumer as it is made; idempotent.
+pub fn describe() {
+    // Descriptions go to the installed recorder, so install it first.
+    chassis::metrics::handle();
+    metrics::describe_counter!(RELAYED, "Messages the outbox relay has published to the bus.");
+    metrics::describe_counter!(RELAY_FAILURES, "Outbox relay rounds that failed (bus unreachable, database error).");
+    metrics::describe_gauge!(OUTBOX_LAG, "Outbox rows committed but not yet published.");
+    metrics::describe_gauge!(OUTBOX_OLDEST, metrics::Unit::Seconds, "Age of the oldest unpublished outbox row.");
+    metrics::describe_counter!(CONSUMED, "Deliveries settled by consumers, by group and outcome.");
+    metrics::describe_histogram!(
+        HANDLE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to handle a fetched batch, per delivery."
+    );
+}
+
 pub(crate) fn record_consumed(group: &str, outcome: &Outcome, took: Duration) {
     let outcome = match outcome {
         Outcome::Handled => "handled",

@@ -93,6 +93,7 @@ pub struct Relay {
 impl Relay {
     /// A relay for `outbox`, publishing to `transport`.
     pub fn new(outbox: &Outbox, transport: Transport, options: RelayOptions) -> Self {
+        crate::metric::describe();
         Self {
             outbox: outbox.clone(),
             db: outbox.db().clone(),

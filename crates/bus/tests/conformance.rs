@@ -111,8 +111,9 @@ async fn embedded() -> Option<Bus> {
 
 async fn jetstream() -> Option<Bus> {
     let nats = testkit::nats_or_skip().await?;
-    let connect =
-        || async { Transport::JetStream(bus::JetStreamTransport::connect(&[nats.url()], Default::default()).await.unwrap()) };
+    let connect = || async {
+        Transport::JetStream(bus::JetStreamTransport::connect(&[nats.url()], Default::default()).await.unwrap())
+    };
     let transport = connect().await;
     let other = connect().await;
     Some(Bus { transport, other, _guard: Box::new(nats) })
@@ -125,7 +126,8 @@ struct Store {
     _guard: Box<dyn std::any::Any + Send>,
 }
 
-const EFFECTS: &str = "CREATE TABLE effects (message_id TEXT NOT NULL, stream TEXT NOT NULL, n BIGINT NOT NULL, at BIGINT NOT NULL)";
+const EFFECTS: &str =
+    "CREATE TABLE effects (message_id TEXT NOT NULL, stream TEXT NOT NULL, n BIGINT NOT NULL, at BIGINT NOT NULL)";
 const LATEST: &str = "CREATE TABLE latest (stream TEXT PRIMARY KEY, n BIGINT NOT NULL)";
 
 /// Orders effects across handlers and engines.
@@ -165,11 +167,18 @@ impl Store {
 
     /// (message id, stream, n) of every committed effect, in the order they were handled.
     async fn effects(&self) -> Vec<(String, String, i64)> {
-        sqlx::query_as("SELECT message_id, stream, n FROM effects ORDER BY at").fetch_all(self.db.reader()).await.unwrap()
+        sqlx::query_as("SELECT message_id, stream, n FROM effects ORDER BY at")
+            .fetch_all(self.db.reader())
+            .await
+            .unwrap()
     }
 
     async fn latest(&self, stream: &str) -> Option<i64> {
-        sqlx::query_scalar("SELECT n FROM latest WHERE stream = $1").bind(stream).fetch_optional(self.db.reader()).await.unwrap()
+        sqlx::query_scalar("SELECT n FROM latest WHERE stream = $1")
+            .bind(stream)
+            .fetch_optional(self.db.reader())
+            .await
+            .unwrap()
     }
 
     async fn outbox_rows(&self) -> i64 {
@@ -268,7 +277,11 @@ async fn delivers_in_publish_order_and_acked_messages_do_not_come_back(bus: Bus)
     assert_eq!(ns(&received), (1..=50).collect::<Vec<_>>());
     assert_eq!(received[0], published[0], "the envelope arrives as published");
     let again = bus.transport.fetch("orders", 10, Duration::from_millis(300)).await.unwrap();
-    assert!(again.is_empty(), "acked messages came back: {:?}", ns(&again.into_iter().map(|d| d.envelope).collect::<Vec<_>>()));
+    assert!(
+        again.is_empty(),
+        "acked messages came back: {:?}",
+        ns(&again.into_iter().map(|d| d.envelope).collect::<Vec<_>>())
+    );
 }
 
 async fn publishing_an_envelope_twice_delivers_it_once(bus: Bus) {
@@ -352,7 +365,14 @@ async fn a_nak_redelivers_after_the_delay(bus: Bus) {
 }
 
 async fn queries_get_one_reply_within_the_deadline_and_time_out_without_a_responder(bus: Bus) {
-    let timeout = bus::request::<Ping, Pong>(&bus.transport, "test", "1", &Ping { text: "hi".into() }, Duration::from_millis(300)).await;
+    let timeout = bus::request::<Ping, Pong>(
+        &bus.transport,
+        "test",
+        "1",
+        &Ping { text: "hi".into() },
+        Duration::from_millis(300),
+    )
+    .await;
     assert!(matches!(timeout, Err(bus::BusError::Timeout { .. })), "{timeout:?}");
 
     let responder = bus.other.clone();
@@ -615,7 +635,10 @@ async fn a_backlog_drains_through_a_consumer(bus: Bus, store: Store) {
         assert!(!outcomes.is_empty() || handled == size, "the backlog stopped draining at {handled} of {size}");
         handled += outcomes.len() as u64;
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT message_id) FROM effects").fetch_one(store.db.reader()).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT message_id) FROM effects")
+        .fetch_one(store.db.reader())
+        .await
+        .unwrap();
     assert_eq!(count, i64::try_from(size).unwrap());
 }
 

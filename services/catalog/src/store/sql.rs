@@ -34,7 +34,8 @@ impl SqlCatalogStore {
 
     /// Stages `catalog.product-changed.v1` for `product` in the open transaction.
     async fn stage_changed(tx: &mut sqlx::AnyConnection, product: &Product) -> Result<(), StoreError> {
-        let envelope = crate::messages::ProductChanged::envelope(product).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let envelope =
+            crate::messages::ProductChanged::envelope(product).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         bus::Outbox::stage(tx, &envelope).await.map_err(|e| match e {
             bus::BusError::Db(db) => StoreError::Db(db),
             other => StoreError::Corrupt(other.to_string()),
