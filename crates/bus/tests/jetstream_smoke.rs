@@ -125,6 +125,19 @@ async fn fetch_waits_for_a_message_published_during_the_wait() {
 }
 
 #[tokio::test]
+async fn a_fetch_that_found_nothing_leaves_no_pull_request_behind_to_strand_a_message() {
+    let Some(nats) = testkit::nats_or_skip().await else { return };
+    let bus = transport(&nats).await;
+    // A long lease: a message taken by a forgotten pull request would be out of reach for 60 s.
+    bus.subscribe(&subscription("catalog", Duration::from_secs(60))).await.unwrap();
+    assert!(bus.fetch("catalog", 10, SHORT).await.unwrap().is_empty());
+    bus.publish(&[item(1)]).await.unwrap();
+    // Waiting a little: the consumer learns of a stored message a moment after the publish ack.
+    let deliveries = bus.fetch("catalog", 10, LONG).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "the message went to a pull request nobody reads");
+}
+
+#[tokio::test]
 async fn redelivers_after_a_nak_and_after_the_lease_expires_with_the_attempt_raised() {
     let Some(nats) = testkit::nats_or_skip().await else { return };
     let bus = transport(&nats).await;
