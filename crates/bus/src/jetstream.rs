@@ -111,6 +111,9 @@ const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 /// kept for seven days (dead letters for thirty), no size limit, up to 20 000
 /// unacked deliveries per group and five seconds for each request to the
 /// server. Set `replicas: 3` on a cluster.
+///
+/// Every process connecting to one NATS system should use the same stream
+/// settings: each one brings the streams in line with its own on connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamOptions {
     /// Copies of each stream and consumer: 1 on a single node, 3 on a cluster.
@@ -198,6 +201,12 @@ impl JetStreamTransport {
         Ok(transport)
     }
 
+    /// Whether the connection to NATS is up right now (for readiness checks).
+    /// While it is down, the client keeps reconnecting to any known server.
+    pub fn is_connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     /// Creates the two streams, or brings their settings in line with the options.
     async fn ensure_streams(&self) -> Result<(), BusError> {
         for config in [self.stream_config(), self.dead_letter_stream_config()] {
@@ -253,9 +262,10 @@ impl JetStreamTransport {
     /// is awaited. Any failure fails the whole call; publishing the batch
     /// again is safe, since the stream drops the ids it already has.
     pub async fn publish(&self, batch: &[Envelope]) -> Result<(), BusError> {
+        // Refuse a bad batch before any of it is sent.
+        batch.iter().try_for_each(|envelope| validate_type(&envelope.message_type))?;
         let mut acks = Vec::with_capacity(batch.len());
         for envelope in batch {
-            validate_type(&envelope.message_type)?;
             let payload = serde_json::to_vec(envelope)?;
             let message = PublishMessage::build().payload(payload.into()).message_id(envelope.id.to_string());
             let ack = self
@@ -273,7 +283,9 @@ impl JetStreamTransport {
     }
 
     /// Creates the group's durable pull consumer, or updates its types and
-    /// lease. Idempotent. A new group starts from the oldest stored message.
+    /// lease. Idempotent. A new group starts from the oldest stored message;
+    /// a type added to an existing group is delivered from then on (the
+    /// group's position in the stream does not go back).
     pub async fn subscribe(&self, subscription: &Subscription) -> Result<(), BusError> {
         let group = &subscription.group;
         validate_group(group)?;
@@ -483,6 +495,7 @@ impl JetStreamTransport {
         let message = self.dead_letter_message(id).await?;
         let sequence = message.sequence;
         let letter = dead_letter_from(message.clone())?;
+        validate_group(&letter.group)?;
         let subject =
             format!("{}{REPLAY_TOKEN}.{}.{}", crate::SUBJECT_PREFIX, letter.group, letter.envelope.message_type);
         let publish = PublishMessage::build()

@@ -4,6 +4,7 @@
 //! The full contract is proved for both transports by the conformance suite.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,19 @@ async fn fetch_waits_for_a_message_published_during_the_wait() {
 }
 
 #[tokio::test]
+async fn a_fetch_that_found_nothing_leaves_no_pull_request_behind_to_strand_a_message() {
+    let Some(nats) = testkit::nats_or_skip().await else { return };
+    let bus = transport(&nats).await;
+    // A long lease: a message taken by a forgotten pull request would be out of reach for 60 s.
+    bus.subscribe(&subscription("catalog", Duration::from_secs(60))).await.unwrap();
+    assert!(bus.fetch("catalog", 10, SHORT).await.unwrap().is_empty());
+    bus.publish(&[item(1)]).await.unwrap();
+    // Waiting a little: the consumer learns of a stored message a moment after the publish ack.
+    let deliveries = bus.fetch("catalog", 10, LONG).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "the message went to a pull request nobody reads");
+}
+
+#[tokio::test]
 async fn redelivers_after_a_nak_and_after_the_lease_expires_with_the_attempt_raised() {
     let Some(nats) = testkit::nats_or_skip().await else { return };
     let bus = transport(&nats).await;
@@ -204,6 +218,37 @@ async fn a_query_is_answered_by_one_responder_and_times_out_without_one() {
     let reply = reply.unwrap();
     assert_eq!(reply.causation_id, Some(query.id.to_string()));
     assert_eq!(reply.decode::<ItemAdded>().unwrap().n, 1999);
+}
+
+#[tokio::test]
+async fn acknowledged_publishes_survive_a_server_crash_and_the_connection_comes_back() {
+    let Some(mut nats) = testkit::nats_or_skip().await else { return };
+    let bus = transport(&nats).await;
+    bus.subscribe(&subscription("orders", LONG)).await.unwrap();
+    let batch: Vec<Envelope> = (1..=5).map(item).collect();
+    bus.publish(&batch).await.unwrap();
+    nats.kill();
+    nats.restart().await.unwrap();
+
+    // Same transport: it reconnects by itself, and the stream and consumer are on disk.
+    let ids = RefCell::new(Vec::new());
+    let (bus_ref, ids_ref) = (&bus, &ids);
+    let all_back = testkit::wait_until(Duration::from_secs(15), move || async move {
+        if let Ok(deliveries) = bus_ref.fetch("orders", 10, SHORT).await {
+            bus_ref.ack("orders", &deliveries).await.unwrap();
+            ids_ref.borrow_mut().extend(deliveries.iter().map(|d| d.envelope.id));
+        }
+        ids_ref.borrow().len() >= 5
+    })
+    .await;
+    assert!(all_back, "got {} of {} after the crash", ids.borrow().len(), batch.len());
+    assert_eq!(*ids.borrow(), batch.iter().map(|e| e.id).collect::<Vec<_>>());
+    assert!(bus.is_connected());
+
+    let after = item(6);
+    bus.publish(std::slice::from_ref(&after)).await.unwrap();
+    let deliveries = bus.fetch("orders", 10, LONG).await.unwrap();
+    assert_eq!(deliveries.iter().map(|d| d.envelope.id).collect::<Vec<_>>(), vec![after.id]);
 }
 
 #[tokio::test]
