@@ -5,7 +5,8 @@
 //! - latency from the producer's commit to the consumer's handler, at a
 //!   steady rate (`BENCH_RATE` messages/s for `BENCH_SECS` seconds);
 //! - throughput: `BENCH_BURST` messages committed as fast as one producer
-//!   can, and the time until the consumer has handled them all.
+//!   can (one per transaction, then 100 per transaction), and the time until
+//!   the consumer has handled them all.
 //!
 //! `cargo bench -p bazaar-bus --bench pipeline` (JetStream needs `nats-server`
 //! on PATH; `BENCH_TRANSPORTS=embedded` runs only the embedded broker). The
@@ -85,10 +86,13 @@ async fn pipeline(transport: Transport, dir: &std::path::Path, group: &str) -> P
     Pipeline { producer, recorder, _stops: vec![stop_relay, stop_consumer] }
 }
 
-async fn commit(producer: &(Db, Outbox), n: u64) {
-    let envelope = Envelope::new("bench", &n.to_string(), &Sent { n, at_us: now_us() }).unwrap();
+/// Commits messages `first..first + count` in one transaction.
+async fn commit(producer: &(Db, Outbox), first: u64, count: u64) {
     let mut tx = producer.0.begin_write().await.unwrap();
-    Outbox::stage(&mut tx, &envelope).await.unwrap();
+    for n in first..first + count {
+        let envelope = Envelope::new("bench", &n.to_string(), &Sent { n, at_us: now_us() }).unwrap();
+        Outbox::stage(&mut tx, &envelope).await.unwrap();
+    }
     producer.1.commit(tx).await.unwrap();
 }
 
@@ -118,7 +122,7 @@ async fn steady(name: &str, transport: Transport, dir: &std::path::Path) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for n in 0..total {
         ticker.tick().await;
-        commit(&pipeline.producer, n).await;
+        commit(&pipeline.producer, n, 1).await;
     }
     let offered = total as f64 / started.elapsed().as_secs_f64();
     assert!(wait_for(&pipeline.recorder, total as usize, Duration::from_secs(60)).await, "{name}: messages missing");
@@ -133,18 +137,18 @@ async fn steady(name: &str, transport: Transport, dir: &std::path::Path) {
     );
 }
 
-async fn burst(name: &str, transport: Transport, dir: &std::path::Path) {
+async fn burst(name: &str, transport: Transport, dir: &std::path::Path, per_transaction: u64) {
     let count: u64 = env("BENCH_BURST", 20_000);
-    let pipeline = pipeline(transport, dir, &format!("burst-{name}")).await;
+    let pipeline = pipeline(transport, dir, &format!("burst-{name}-{per_transaction}")).await;
     let started = Instant::now();
-    for n in 0..count {
-        commit(&pipeline.producer, n).await;
+    for first in (0..count).step_by(per_transaction as usize) {
+        commit(&pipeline.producer, first, per_transaction.min(count - first)).await;
     }
     let committed = started.elapsed();
     assert!(wait_for(&pipeline.recorder, count as usize, Duration::from_secs(300)).await, "{name}: messages missing");
     let done = started.elapsed();
     println!(
-        "{name:<10} burst  {count} messages: committed at {:>7.0} msg/s, all handled after {:.2} s = {:>7.0} msg/s end to end",
+        "{name:<10} burst  {count} messages, {per_transaction:>3} per transaction: committed at {:>7.0} msg/s, all handled after {:.2} s = {:>7.0} msg/s end to end",
         count as f64 / committed.as_secs_f64(),
         done.as_secs_f64(),
         count as f64 / done.as_secs_f64(),
@@ -166,7 +170,10 @@ fn main() {
         let url = running.base_url().to_owned();
         runtime.block_on(async {
             steady("embedded", Transport::Embedded(bus::EmbeddedTransport::new(&url)), dir.path()).await;
-            burst("embedded", Transport::Embedded(bus::EmbeddedTransport::new(&url)), dir.path()).await;
+            for per_transaction in [1, 100] {
+                burst("embedded", Transport::Embedded(bus::EmbeddedTransport::new(&url)), dir.path(), per_transaction)
+                    .await;
+            }
         });
         drop(running);
         broker_runtime.shutdown_timeout(Duration::from_secs(2));
@@ -178,7 +185,9 @@ fn main() {
                 Transport::JetStream(bus::JetStreamTransport::connect(&[nats.url()], Default::default()).await.unwrap())
             };
             steady("jetstream", connect().await, dir.path()).await;
-            burst("jetstream", connect().await, dir.path()).await;
+            for per_transaction in [1, 100] {
+                burst("jetstream", connect().await, dir.path(), per_transaction).await;
+            }
         });
     }
 }
