@@ -177,8 +177,14 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Opens the broker on a migrated log: loads the groups, starts the writer
-    /// (batches of up to `max_batch_ops`) and a task refreshing the group gauges every `stats_interval`.
-    pub async fn open(db: Db, max_batch_ops: usize, stats_interval: Duration) -> Result<Self, sqlx::Error> {
+    /// (batches of up to `max_batch_ops`), a task refreshing the group gauges
+    /// every `stats_interval`, and one expiring messages older than `retention`.
+    pub async fn open(
+        db: Db,
+        max_batch_ops: usize,
+        stats_interval: Duration,
+        retention: Duration,
+    ) -> Result<Self, sqlx::Error> {
         let groups = Arc::new(Groups::default());
         for row in log::groups(db.reader()).await? {
             groups.put(row);
@@ -188,6 +194,7 @@ impl Broker {
             inner: Arc::new(Inner { db, groups, writer, queries: Queries::default(), closing: AtomicBool::new(false) }),
         };
         chassis::task::spawn("broker-stats", refresh_stats(Arc::downgrade(&broker.inner), stats_interval));
+        chassis::task::spawn("broker-retention", expire_old(Arc::downgrade(&broker.inner), retention));
         Ok(broker)
     }
 
@@ -391,6 +398,34 @@ fn info(row: &GroupRow, stats: GroupStats) -> GroupInfo {
 }
 
 /// Sets the per-group gauges from the log every `interval`, until the broker is dropped.
+/// Messages one expiry transaction deletes at most, so it never holds the
+/// writer for long; the next round takes the rest.
+const EXPIRE_BATCH: i64 = 5_000;
+
+/// Deletes messages older than `retention` that no group holds, checking ten
+/// times per retention period (at most once a minute, at least every 100 ms).
+async fn expire_old(broker: Weak<Inner>, retention: Duration) -> Result<(), std::convert::Infallible> {
+    let every = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = broker.upgrade() else { return Ok(()) };
+        let before_ms = crate::model::now_ms().saturating_sub(retention_ms);
+        loop {
+            match inner.writer.call(Request::Expire { before_ms, limit: EXPIRE_BATCH }).await {
+                Ok(Response::Expired(n)) if n == EXPIRE_BATCH.unsigned_abs() => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot expire old messages; trying again later");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 async fn refresh_stats(broker: Weak<Inner>, interval: Duration) -> Result<(), std::convert::Infallible> {
     let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -100,6 +100,11 @@ pub struct Config {
     pub stats_interval_ms: u64,
     /// Connections of the reader pool (dead-letter lists, statistics).
     pub readers: u32,
+    /// How long the log keeps a message, in seconds (7 days by default, as the
+    /// JetStream stream's `max_age`). Past it a message is deleted unless a
+    /// group still has it in flight or in its dead-letter queue; a group down
+    /// for longer misses it, and a group created later starts after it.
+    pub retention_secs: u64,
 }
 
 impl Default for Config {
@@ -113,6 +118,7 @@ impl Default for Config {
             max_wait_ms: 60_000,
             stats_interval_ms: 1_000,
             readers: 2,
+            retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -142,6 +148,9 @@ impl Config {
         if self.readers == 0 {
             return rule("readers", "must be at least 1");
         }
+        if self.retention_secs == 0 {
+            return rule("retention_secs", "must be at least 1");
+        }
         Ok(())
     }
 }
@@ -160,9 +169,11 @@ async fn assemble(config: &Config, data_dir: &Path) -> Result<(Service, Broker),
     // The recorder must exist before the help texts are given to it.
     chassis::metrics::handle();
     metrics::describe();
-    let broker = Broker::open(db.clone(), config.max_batch_ops, Duration::from_millis(config.stats_interval_ms))
-        .await
-        .map_err(|e| StartError::Setup(format!("reading the broker log {}: {e}", path.display())))?;
+    let retention = Duration::from_secs(config.retention_secs);
+    let broker =
+        Broker::open(db.clone(), config.max_batch_ops, Duration::from_millis(config.stats_interval_ms), retention)
+            .await
+            .map_err(|e| StartError::Setup(format!("reading the broker log {}: {e}", path.display())))?;
     tracing::info!(log = %path.display(), "broker log open");
     let writing = broker.clone();
     let health = Health::builder(chassis::VERSION)

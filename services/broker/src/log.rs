@@ -309,6 +309,24 @@ async fn lease_new(
         .collect()
 }
 
+/// Deletes up to `limit` messages published before `before` that no group
+/// still holds (pending or dead-lettered); returns how many went. A group
+/// created later starts from the oldest message left.
+pub(crate) async fn expire(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM messages WHERE seq IN (\
+           SELECT m.seq FROM messages m WHERE m.published_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = m.seq) \
+             AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = m.seq) \
+           ORDER BY m.seq LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Ends the group's deliveries of `seqs`; returns how many were pending.
 pub(crate) async fn ack(conn: &mut AnyConnection, group_id: i64, seqs: &[i64]) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("DELETE FROM pending WHERE group_id = $1 AND seq IN (SELECT value FROM json_each($2))")

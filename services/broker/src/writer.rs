@@ -46,6 +46,8 @@ pub(crate) enum Request {
     DeadLetter { group: Arc<Group>, seq: i64, error: String },
     /// Hand a dead letter back to its group.
     Replay { id: String },
+    /// Delete up to `limit` messages published before `before_ms` that no group holds.
+    Expire { before_ms: i64, limit: i64 },
 }
 
 /// What a write did, once committed.
@@ -65,6 +67,8 @@ pub(crate) enum Response {
     DeadLettered(Option<String>),
     /// Where the dead letter went, `None` when there is no such dead letter.
     Replayed(Option<ReplayedRow>),
+    /// How many messages expired.
+    Expired(u64),
 }
 
 /// Why a write did not happen.
@@ -102,6 +106,7 @@ impl Request {
             Self::Publish { count, .. } => *count,
             Self::Lease { max, .. } => *max,
             Self::Ack { seqs, .. } | Self::Nak { seqs, .. } => seqs.len(),
+            Self::Expire { limit, .. } => usize::try_from(*limit).unwrap_or(MAX_BATCH_ROWS),
             Self::Subscribe { .. } | Self::DeadLetter { .. } | Self::Replay { .. } => 1,
         }
     }
@@ -215,6 +220,7 @@ async fn apply(conn: &mut sqlx::AnyConnection, request: &Request, now: i64) -> R
             Response::DeadLettered(stored.then_some(id))
         }
         Request::Replay { id } => Response::Replayed(log::replay(conn, id, now).await?),
+        Request::Expire { before_ms, limit } => Response::Expired(log::expire(conn, *before_ms, *limit).await?),
     })
 }
 
@@ -252,6 +258,7 @@ fn after_commit(groups: &Groups, request: &Request, response: &Response) {
         (Request::DeadLetter { group, .. }, Response::DeadLettered(Some(_))) => {
             metrics::counter!(m::DEAD_LETTERS, "group" => group.row.name.clone()).increment(1);
         }
+        (_, Response::Expired(n)) => metrics::counter!(m::EXPIRED).increment(*n),
         (_, Response::Replayed(Some(replayed))) => {
             metrics::counter!(m::REPLAYS, "group" => replayed.group.clone()).increment(1);
             groups.wake(&replayed.group);

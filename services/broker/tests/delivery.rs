@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bus::{BusError, Envelope, Message as _};
-use common::{Lookup, Ping, n_of, ping, pong, start_in, subscription};
+use common::{Lookup, Ping, n_of, ping, pong, start_in, start_with, subscription};
 use serde_json::Value;
 
 const PING: &str = "test.ping.v1";
@@ -314,4 +314,32 @@ async fn unknown_groups_and_dead_letters_are_refused() {
     assert!(matches!(bus.replay("nope").await, Err(BusError::NotFound(_))));
     let bad = bus.subscribe(&subscription("bad name", &[PING], LONG)).await;
     assert!(matches!(&bad, Err(BusError::Rejected(detail)) if detail.contains("group")), "{bad:?}");
+}
+
+#[tokio::test]
+async fn messages_past_the_retention_expire_unless_a_group_still_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), broker::Config { retention_secs: 1, ..common::config() }).await;
+    let bus = &broker.bus;
+    bus.subscribe(&subscription("holder", &[PING], LONG)).await.unwrap();
+    bus.publish(&[ping(1), ping(2)]).await.unwrap();
+    bus.publish(&[pong(3)]).await.unwrap();
+    // The group acks 1 and keeps 2 in flight; 3 (a pong) no group wants; dead-letter nothing yet.
+    let batch = bus.fetch("holder", 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(batch.len(), 2);
+    bus.ack("holder", &batch[..1]).await.unwrap();
+
+    // Once the retention has passed, a group created now finds only what "holder" still holds.
+    let expired = testkit::wait_until(Duration::from_secs(10), || async {
+        let metrics = broker.http.get(broker.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.lines().any(|line| line.starts_with("broker_messages_expired_total") && line.ends_with(" 2"))
+    })
+    .await;
+    assert!(expired, "the acked ping and the unwanted pong should have expired");
+    bus.subscribe(&subscription("late", &[PING, PONG], LONG)).await.unwrap();
+    let late = bus.fetch("late", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(late.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![2]);
+    // The message in flight survived: its holder can still ack it.
+    bus.ack("holder", &batch[1..]).await.unwrap();
+    assert!(bus.fetch("holder", 10, Duration::from_millis(200)).await.unwrap().is_empty());
 }

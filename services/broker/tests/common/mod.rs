@@ -57,7 +57,12 @@ pub fn config() -> broker::Config {
 
 /// Starts a broker whose log is under `data_dir`.
 pub async fn start_in(data_dir: &Path) -> Running {
-    let service = broker::build(&config(), data_dir).await.expect("the broker builds");
+    start_with(data_dir, config()).await
+}
+
+/// Starts a broker with `config` whose log is under `data_dir`.
+pub async fn start_with(data_dir: &Path, config: broker::Config) -> Running {
+    let service = broker::build(&config, data_dir).await.expect("the broker builds");
     let service = testkit::RunningService::start("broker", service).await;
     let base_url = service.base_url().to_owned();
     Running { bus: EmbeddedTransport::new(&base_url), base_url, http: reqwest::Client::new(), service }
