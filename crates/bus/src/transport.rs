@@ -10,9 +10,12 @@
 //! - A subscription is a named consumer group over some message types. Every
 //!   group sees every message of its types (events fan out); the members of
 //!   one group share them (competing consumers). A new group starts from the
-//!   oldest stored message.
+//!   oldest stored message; a type added to an existing group is delivered to
+//!   it from the group's current position on. Messages are kept for a
+//!   retention period (7 days by default on both transports), after which a
+//!   group that has not fetched them misses them.
 //! - `fetch` waits up to `wait` for at least one message and returns a batch
-//!   in publish order. A fetched message is leased to the fetcher for the
+//!   in publish order (first deliveries; a redelivery may come between them). A fetched message is leased to the fetcher for the
 //!   group's `ack_wait`; not acked by then, it is delivered again with its
 //!   attempt count raised.
 //! - `ack` ends a delivery; `nak` hands it back to be redelivered after a
