@@ -111,7 +111,7 @@ async fn the_broker_killed_with_sigkill_loses_nothing_it_acknowledged() {
 
     let lost: Vec<_> = published.iter().filter(|id| !acked.contains(id) && !after.contains(id)).collect();
     assert!(lost.is_empty(), "{} acknowledged messages were lost, e.g. {:?}", lost.len(), lost.first());
-    assert!(in_flight.iter().all(|id| after.contains(id)), "unacked deliveries came back after the restart");
+    assert!(in_flight.iter().all(|id| after.contains(id)), "an unacked delivery did not come back after the restart");
     let again: Vec<_> = acked.iter().filter(|id| after.contains(id)).collect();
     assert!(again.is_empty(), "{} acked messages were delivered again", again.len());
 }
@@ -220,4 +220,28 @@ fn dlq_without_a_running_platform_says_how_to_name_the_bus() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not running") && stderr.contains("--broker-url"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_on_the_same_log_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let port = testkit::free_port();
+    let mut first = broker(data.path(), port);
+    ready(&format!("http://127.0.0.1:{port}")).await;
+    let second = Command::new(BIN)
+        .args([
+            "serve",
+            "broker",
+            "--data-dir",
+            &data.path().to_string_lossy(),
+            "--port",
+            &testkit::free_port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another broker is using") && stderr.contains("log.sqlite"), "{stderr}");
 }

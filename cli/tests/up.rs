@@ -249,6 +249,25 @@ async fn distributed_profile_gives_each_service_its_own_postgres_database_and_us
             String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()).into_owned();
         let variable = format!("BAZAAR_{}__DATABASE__URL=postgres", service.to_uppercase());
         assert_eq!(environ.contains(&variable), service != "gateway", "{service}: {variable}");
+        let bus = format!("BAZAAR_{}__BUS__NATS_URLS=", service.to_uppercase());
+        assert_eq!(environ.contains(&bus), service != "gateway", "{service}: {bus}");
+        assert!(!String::from_utf8_lossy(&cmdline).contains("nats://"), "{service}: {cmdline:?}");
+    }
+    // The seeded catalog's product changes reach JetStream through catalog's outbox.
+    let jetstream = bus::JetStreamTransport::connect(&[nats.url()], Default::default()).await.unwrap();
+    let watcher = bus::Subscription {
+        group: "watcher".into(),
+        types: vec!["catalog.product-changed.v1".into()],
+        ack_wait: Duration::from_secs(30),
+    };
+    jetstream.subscribe(&watcher).await.unwrap();
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen < 240 {
+        assert!(tokio::time::Instant::now() < deadline, "only {seen} product changes reached JetStream");
+        let batch = jetstream.fetch("watcher", 500, Duration::from_secs(1)).await.unwrap();
+        jetstream.ack("watcher", &batch).await.unwrap();
+        seen += batch.len();
     }
     assert!(platform.stop().is_some_and(|s| s.success()));
 }

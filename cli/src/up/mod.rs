@@ -73,7 +73,14 @@ pub struct Args {
     #[arg(long, value_name = "URL", env = "BAZAAR_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
     /// The NATS servers of the distributed profile's bus (JetStream); repeat or comma-separate for a cluster.
-    #[arg(long = "nats-url", value_name = "URL", env = "BAZAAR_NATS_URL", value_delimiter = ',')]
+    /// Three or more servers make the streams replicated three times.
+    #[arg(
+        long = "nats-url",
+        value_name = "URL",
+        env = "BAZAAR_NATS_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub nats_urls: Vec<String>,
     /// A configuration file handed to every process instead of ./bazaar.toml; repeat to layer files.
     #[arg(long = "config", value_name = "FILE")]
@@ -340,22 +347,26 @@ fn specs(plan: &[(&'static Service, u32)], layout: &Layout<'_>) -> anyhow::Resul
                     set(&format!("upstreams.{name}"), json!(urls));
                 }
             }
-            if service.needs(Need::Bus) {
-                if layout.nats_urls.is_empty() {
-                    set("bus.url", json!(broker_url.clone().unwrap_or_default()));
-                } else {
-                    set("bus.transport", json!("jetstream"));
-                    set("bus.nats_urls", json!(layout.nats_urls));
-                }
+            if service.needs(Need::Bus) && layout.nats_urls.is_empty() {
+                set("bus.url", json!(broker_url.clone().unwrap_or_default()));
             }
             // The URL carries the database password: any local user can read a
             // command line (`ps`), only the owner a process's environment.
-            let env: Vec<(String, String)> = layout
+            let mut env: Vec<(String, String)> = layout
                 .databases
                 .get(service.name)
                 .map(|url| (chassis::config::env_var(service.name, "database.url"), url.clone()))
                 .into_iter()
                 .collect();
+            // NATS URLs may carry credentials too: the environment, not the command line.
+            if service.needs(Need::Bus) && !layout.nats_urls.is_empty() {
+                let replicas = if layout.nats_urls.len() >= 3 { 3 } else { 1 };
+                env.extend([
+                    (chassis::config::env_var(service.name, "bus.transport"), "jetstream".to_owned()),
+                    (chassis::config::env_var(service.name, "bus.nats_urls"), json!(layout.nats_urls).to_string()),
+                    (chassis::config::env_var(service.name, "bus.replicas"), replicas.to_string()),
+                ]);
+            }
             let tag: Arc<str> = Arc::from(format!("{}-{instance}", service.name));
             Arc::new(ProcessSpec { service, instance, port, url, args, env, tag })
         })
@@ -680,8 +691,11 @@ mod tests {
         };
         let specs = specs(&plan, &layout).unwrap_or_else(|e| panic!("{e}"));
         let catalog: Vec<String> = specs[1].args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert!(catalog.contains(&r#"bus.transport="jetstream""#.to_owned()), "{catalog:?}");
-        assert!(catalog.contains(&format!("bus.nats_urls={}", serde_json::json!(nats))), "{catalog:?}");
+        assert!(!catalog.iter().any(|a| a.contains("nats") || a.starts_with("bus.")), "{catalog:?}");
+        let env: std::collections::BTreeMap<_, _> = specs[1].env.iter().cloned().collect();
+        assert_eq!(env.get("BAZAAR_CATALOG__BUS__TRANSPORT").map(String::as_str), Some("jetstream"));
+        assert_eq!(env.get("BAZAAR_CATALOG__BUS__NATS_URLS"), Some(&serde_json::json!(nats).to_string()));
+        assert_eq!(env.get("BAZAAR_CATALOG__BUS__REPLICAS").map(String::as_str), Some("1"), "two servers: R1");
     }
 
     #[test]

@@ -82,11 +82,15 @@ pub struct ConsumerOptions {
     pub max_attempts: u32,
     /// The delay before each retry.
     pub backoff: Backoff,
+    /// How long inbox records are kept: longer than any redelivery can come
+    /// (the bus keeps messages 7 days).
+    pub inbox_retention: Duration,
 }
 
 impl ConsumerOptions {
     /// Defaults for `group` consuming `types`: batches of 64, 5 s long polls,
-    /// 30 s leases, 5 attempts, backoff from 200 ms doubling to 30 s with 10 % jitter.
+    /// 30 s leases, 5 attempts, backoff from 200 ms doubling to 30 s with 10 %
+    /// jitter, inbox records kept 14 days.
     pub fn new(group: impl Into<String>, types: &[&str]) -> Self {
         Self {
             group: group.into(),
@@ -96,6 +100,7 @@ impl ConsumerOptions {
             ack_wait: Duration::from_secs(30),
             max_attempts: 5,
             backoff: Backoff::default(),
+            inbox_retention: Duration::from_secs(14 * 24 * 3600),
         }
     }
 
@@ -145,30 +150,50 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Subscribes, then consumes until `shutdown`. While the bus is
-    /// unreachable it keeps trying, with backoff.
+    /// unreachable it keeps trying, with backoff. Only the wait for messages
+    /// is cut short by shutdown: a fetched batch is handled, committed and
+    /// settled first, so a restart leaves nothing leased to a dead process.
+    /// Inbox records older than `inbox_retention` are pruned once an hour.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), BusError> {
         let stopped = shutdown.wait();
         tokio::pin!(stopped);
         let mut failures = 0;
         let mut subscribed = false;
+        let mut next_prune = tokio::time::Instant::now();
         loop {
-            let round = async {
-                if !subscribed {
-                    self.subscribe().await?;
-                    subscribed = true;
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += INBOX_PRUNE_EVERY;
+                match prune_inbox(&self.outbox, self.options.inbox_retention).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(group = %self.options.group, pruned, "pruned old inbox records"),
+                    Err(error) => tracing::warn!(group = %self.options.group, error = %error, "cannot prune the inbox"),
                 }
-                self.consume_batch().await
-            };
-            let result = tokio::select! {
-                result = round => result,
+            }
+            let fetched = tokio::select! {
+                fetched = async {
+                    if !subscribed {
+                        self.subscribe().await?;
+                        subscribed = true;
+                    }
+                    self.fetch().await
+                } => fetched,
                 () = &mut stopped => return Ok(()),
+            };
+            let result = match fetched {
+                Ok(deliveries) => self.handle_batch(deliveries).await,
+                Err(error) => Err(error),
             };
             match result {
                 Ok(_) => failures = 0,
                 Err(error) => {
                     failures += 1;
+                    // The group may be gone (a log replaced, a consumer deleted): make it again next round.
+                    subscribed = false;
                     let pause = self.options.backoff.delay(failures).min(Duration::from_secs(5));
-                    tracing::warn!(group = %self.options.group, error = %error, retry_in_ms = pause.as_millis() as u64, "consumer cannot reach the bus");
+                    tracing::warn!(
+                        group = %self.options.group, error = %error, retry_in_ms = pause.as_millis() as u64,
+                        "consuming failed; trying again"
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = &mut stopped => return Ok(()),
@@ -181,8 +206,15 @@ impl<H: Handler> Consumer<H> {
     /// Fetches one batch (waiting up to `fetch_wait`), handles it and acks the
     /// handled messages together. Returns the outcomes in delivery order.
     pub async fn consume_batch(&self) -> Result<Vec<Outcome>, BusError> {
-        let deliveries =
-            self.transport.fetch(&self.options.group, self.options.batch_size, self.options.fetch_wait).await?;
+        let deliveries = self.fetch().await?;
+        self.handle_batch(deliveries).await
+    }
+
+    async fn fetch(&self) -> Result<Vec<Delivery>, BusError> {
+        self.transport.fetch(&self.options.group, self.options.batch_size, self.options.fetch_wait).await
+    }
+
+    async fn handle_batch(&self, deliveries: Vec<Delivery>) -> Result<Vec<Outcome>, BusError> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
@@ -216,6 +248,16 @@ impl<H: Handler> Consumer<H> {
         let mut results = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             let envelope = &delivery.envelope;
+            // Delivered more often than allowed without ever being settled: the
+            // handler took the process down with it each time (a crash, an
+            // out-of-memory kill). Running it again would do the same.
+            if delivery.attempt > self.options.max_attempts {
+                results.push(Err(HandlerError::Reject(format!(
+                    "delivered {} times without being settled; the handler may be crashing the process",
+                    delivery.attempt
+                ))));
+                continue;
+            }
             let result = envelope.trace_context().child().scope(self.handle_once(&mut tx, envelope)).await;
             results.push(result);
         }
@@ -296,8 +338,12 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
-/// Deletes inbox records older than `retention`: a redelivery older than
-/// that is no longer expected (the bus's own retention and dedupe windows are shorter).
+/// How often a running consumer prunes its inbox.
+const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes inbox records older than `retention`. Keep it longer than the
+/// bus keeps messages (7 days on both transports), or a redelivery of an old
+/// message would find no record and take effect again.
 pub async fn prune_inbox(outbox: &Outbox, retention: Duration) -> Result<u64, BusError> {
     let cutoff = crate::now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut tx = outbox.db().begin_write().await?;

@@ -112,8 +112,9 @@ const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 /// unacked deliveries per group and five seconds for each request to the
 /// server. Set `replicas: 3` on a cluster.
 ///
-/// Every process connecting to one NATS system should use the same stream
-/// settings: each one brings the streams in line with its own on connect.
+/// The first process to connect creates the streams with its settings; the
+/// others leave existing streams as they are (and log a mismatch), so an
+/// operator tool with the defaults never cuts a cluster's replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamOptions {
     /// Copies of each stream and consumer: 1 on a single node, 3 on a cluster.
@@ -175,7 +176,7 @@ type Responder = Arc<tokio::sync::Mutex<SelectAll<async_nats::Subscriber>>>;
 impl JetStreamTransport {
     /// Connects to any of `urls` (it reconnects to any of them, and to the
     /// cluster members the server announces, whenever the connection drops)
-    /// and creates or updates the `BAZAAR` and `BAZAAR_DLQ` streams.
+    /// and creates the `BAZAAR` and `BAZAAR_DLQ` streams if they do not exist.
     pub async fn connect(urls: &[String], options: JetStreamOptions) -> Result<Self, BusError> {
         if urls.is_empty() {
             return Err(BusError::Rejected("no NATS URL given".into()));
@@ -207,17 +208,32 @@ impl JetStreamTransport {
         self.inner.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Creates the two streams, or brings their settings in line with the options.
+    /// Creates the two streams when they do not exist yet. Existing streams
+    /// are left as they are: every process connects with its own options
+    /// (an operator's `bazaar dlq` with the defaults, a service with
+    /// `replicas = 3`), and the last one to connect must not re-shape a
+    /// stream the others rely on, least of all cut its replicas. A mismatch
+    /// is logged; changing a live stream is an operator's deliberate act
+    /// (`nats stream edit`).
     async fn ensure_streams(&self) -> Result<(), BusError> {
         for config in [self.stream_config(), self.dead_letter_stream_config()] {
             let name = config.name.clone();
-            self.inner.js.create_or_update_stream(config).await.map_err(|e| {
-                let text = format!("cannot create or update stream {name}: {e}");
+            let wanted = (config.num_replicas, config.max_age, config.duplicate_window);
+            let stream = self.inner.js.get_or_create_stream(config).await.map_err(|e| {
+                let text = format!("cannot create stream {name}: {e}");
                 match e.kind() {
                     jetstream::context::CreateStreamErrorKind::JetStream(ref api) => api_error(api, text),
                     _ => BusError::Unavailable(text),
                 }
             })?;
+            let actual = &stream.cached_info().config;
+            if (actual.num_replicas, actual.max_age, actual.duplicate_window) != wanted {
+                tracing::warn!(
+                    stream = %name, replicas = actual.num_replicas, wanted_replicas = wanted.0,
+                    max_age_secs = actual.max_age.as_secs(), wanted_max_age_secs = wanted.1.as_secs(),
+                    "the stream exists with other settings than this process's; leaving it as it is"
+                );
+            }
         }
         Ok(())
     }

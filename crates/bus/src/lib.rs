@@ -48,7 +48,7 @@ pub use jetstream::{JetStreamOptions, JetStreamTransport};
 pub use outbox::{Outbox, OutboxLag, migrate};
 pub use query::{request, serve_queries};
 pub use relay::{Drained, Relay, RelayOptions};
-pub use settings::{BusSettings, TransportKind, with_relay};
+pub use settings::{BusSettings, TransportKind, connect_until_stopped, with_relay};
 pub use transport::{DeadLetter, Delivery, IncomingQuery, Subscription, Transport};
 
 /// Milliseconds since the Unix epoch, as stored in the bus tables.

@@ -30,8 +30,8 @@ pub async fn request<Q: Message, R: Message>(
 }
 
 /// Answers queries of `types` with `answer` until `shutdown`. Each query is
-/// answered in its own trace context; an answer that fails is logged and left
-/// unanswered (the requester times out).
+/// answered in its own trace context; an answer (or a reply) that fails is
+/// logged and left unanswered, and the requester times out.
 pub async fn serve_queries<F, Fut>(
     transport: Transport,
     types: Vec<String>,
@@ -62,11 +62,13 @@ where
         for query in queries {
             let context = query.envelope.trace_context().child();
             let result = context.scope(async { answer(query.envelope.clone()).await }).await;
-            match result {
-                Ok(reply) => transport.reply(&query, &reply.caused_by(&query.envelope)).await?,
-                Err(error) => tracing::warn!(
-                    message_type = %query.envelope.message_type, error = %error, "query not answered"
-                ),
+            let replied = match result {
+                Ok(reply) => transport.reply(&query, &reply.caused_by(&query.envelope)).await,
+                Err(error) => Err(error),
+            };
+            // One query left unanswered must not stop the responder: its requester times out.
+            if let Err(error) = replied {
+                tracing::warn!(message_type = %query.envelope.message_type, error = %error, "query not answered");
             }
         }
     }

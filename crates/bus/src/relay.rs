@@ -19,12 +19,10 @@
 //! ([`crate::Outbox::notify`]) and otherwise polls, for rows committed by other
 //! processes on the same database.
 //!
-//! Order: on SQLite positions are assigned by the single writer, so they are
-//! commit order. On PostgreSQL a row's position comes from a sequence when it
-//! is inserted, so two concurrent transactions may commit their rows out of
-//! position order and the later position can be sent first. Messages about one
-//! aggregate are written by transactions that lock that aggregate, so they
-//! still go out in the order they were written.
+//! Order: rows are sent in position order, and positions are commit order:
+//! on SQLite because there is one writer, on PostgreSQL because staging takes
+//! an advisory lock held until commit (see [`crate::Outbox::stage`]). A relay
+//! therefore never sends a row while a lower one is still uncommitted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +38,9 @@ use crate::error::BusError;
 use crate::outbox::Outbox;
 use crate::transport::Transport;
 
+/// The longest pause between attempts to take a lease another replica holds.
+const LEASE_RETRY_MAX: Duration = Duration::from_millis(200);
+
 /// How the relay paces itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayOptions {
@@ -47,9 +48,12 @@ pub struct RelayOptions {
     pub batch_size: usize,
     /// How often to look for rows committed by other processes.
     pub poll_interval: Duration,
-    /// How long a relay's lease lasts without renewal (a dead relay's lease frees after this).
+    /// How long a relay's lease lasts without renewal (a dead relay's lease
+    /// frees after this). Longer than the slowest publish the transport
+    /// allows, so a live relay is never overtaken mid-publish.
     pub lease_ttl: Duration,
-    /// How soon to retry the lease while another replica holds it and rows wait.
+    /// How soon to retry the lease while another replica holds it and rows
+    /// wait; doubles up to 200 ms while it stays busy.
     pub lease_retry: Duration,
     /// First pause after the transport fails; doubles up to `max_backoff`.
     pub min_backoff: Duration,
@@ -62,7 +66,7 @@ impl Default for RelayOptions {
         Self {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
-            lease_ttl: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(60),
             lease_retry: Duration::from_millis(5),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
@@ -109,14 +113,23 @@ impl Relay {
         let stopped = shutdown.wait();
         tokio::pin!(stopped);
         let mut backoff = self.options.min_backoff;
+        let mut lease_wait = self.options.lease_retry;
         loop {
-            let pause = match self.drain().await {
+            let drained = self.drain().await;
+            // Recorded whatever happened: the lag matters most while the bus is down.
+            self.record_lag().await;
+            let pause = match drained {
                 Ok(Drained::Sent(_)) => {
                     backoff = self.options.min_backoff;
-                    self.record_lag().await;
+                    lease_wait = self.options.lease_retry;
                     self.options.poll_interval
                 }
-                Ok(Drained::LeaseBusy) => self.options.lease_retry,
+                Ok(Drained::LeaseBusy) => {
+                    // Another replica is draining; ask again soon, less often the longer it takes.
+                    let pause = lease_wait;
+                    lease_wait = (lease_wait * 2).min(LEASE_RETRY_MAX);
+                    pause
+                }
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
                     metrics::counter!(crate::metric::RELAY_FAILURES).increment(1);

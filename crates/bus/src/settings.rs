@@ -1,6 +1,8 @@
 //! The bus settings every service that publishes or consumes shares
 //! (`[<service>.bus]`), and connecting to the transport they name.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::BusError;
@@ -38,6 +40,14 @@ impl Default for BusSettings {
 }
 
 impl BusSettings {
+    /// Whether a bus is named at all.
+    pub fn is_configured(&self) -> bool {
+        match self.transport {
+            TransportKind::Embedded => !self.url.is_empty(),
+            TransportKind::Jetstream => true,
+        }
+    }
+
     /// Connects to the configured transport; `None` when no bus is configured.
     pub async fn connect(&self) -> Result<Option<Transport>, BusError> {
         match self.transport {
@@ -67,20 +77,45 @@ impl BusSettings {
 
 /// Adds this process's outbox relay to `service` as a background worker when
 /// a bus is configured; without one, the service runs and its messages wait
-/// in the outbox (logged once at start).
+/// in the outbox (logged once at start). The relay connects in the
+/// background, retrying, so a service starts and serves while its bus is down.
 pub async fn with_relay(
     service: chassis::service::Service,
     settings: &BusSettings,
     outbox: &crate::Outbox,
 ) -> Result<chassis::service::Service, BusError> {
-    match settings.connect().await? {
-        Some(transport) => {
-            let relay = crate::Relay::new(outbox, transport, crate::RelayOptions::default());
-            Ok(service.with_worker("outbox-relay", move |shutdown| relay.run(shutdown)))
-        }
-        None => {
-            tracing::warn!("no bus configured (bus.url is empty): published messages wait in the outbox");
-            Ok(service)
+    if settings.transport == TransportKind::Jetstream && settings.nats_urls.is_empty() {
+        return Err(BusError::Rejected("bus.transport is jetstream but bus.nats_urls is empty".into()));
+    }
+    if !settings.is_configured() {
+        tracing::warn!("no bus configured (bus.url is empty): published messages wait in the outbox");
+        return Ok(service);
+    }
+    let settings = settings.clone();
+    let outbox = outbox.clone();
+    Ok(service.with_worker("outbox-relay", move |shutdown| async move {
+        let Some(transport) = connect_until_stopped(&settings, &shutdown).await else { return Ok(()) };
+        crate::Relay::new(&outbox, transport, crate::RelayOptions::default()).run(shutdown).await
+    }))
+}
+
+/// Connects to the configured transport, retrying with backoff until it
+/// answers; `None` when shutdown comes first (or nothing is configured).
+pub async fn connect_until_stopped(settings: &BusSettings, shutdown: &chassis::server::Shutdown) -> Option<Transport> {
+    let backoff = crate::Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(10), jitter: 0.1 };
+    let mut attempt = 0;
+    loop {
+        match settings.connect().await {
+            Ok(transport) => return transport,
+            Err(error) => {
+                attempt += 1;
+                let pause = backoff.delay(attempt);
+                tracing::warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "cannot reach the bus yet");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.clone().wait() => return None,
+                }
+            }
         }
     }
 }

@@ -161,6 +161,8 @@ struct Inner {
     queries: Queries,
     /// Set when the process stops: long polls answer at once instead of holding up the drain.
     closing: AtomicBool,
+    /// The exclusive lock on the log, held for as long as the broker lives.
+    _owner: crate::ownership::Ownership,
 }
 
 /// The broker: the log, its groups and the queries in flight. Cheap to clone.
@@ -179,8 +181,9 @@ impl Broker {
     /// Opens the broker on a migrated log: loads the groups, starts the writer
     /// (batches of up to `max_batch_ops`), a task refreshing the group gauges
     /// every `stats_interval`, and one expiring messages older than `retention`.
-    pub async fn open(
+    pub(crate) async fn open(
         db: Db,
+        owner: crate::ownership::Ownership,
         max_batch_ops: usize,
         stats_interval: Duration,
         retention: Duration,
@@ -191,7 +194,14 @@ impl Broker {
         }
         let writer = Writer::start(db.clone(), groups.clone(), max_batch_ops);
         let broker = Self {
-            inner: Arc::new(Inner { db, groups, writer, queries: Queries::default(), closing: AtomicBool::new(false) }),
+            inner: Arc::new(Inner {
+                db,
+                groups,
+                writer,
+                queries: Queries::default(),
+                closing: AtomicBool::new(false),
+                _owner: owner,
+            }),
         };
         chassis::task::spawn("broker-stats", refresh_stats(Arc::downgrade(&broker.inner), stats_interval));
         chassis::task::spawn("broker-retention", expire_old(Arc::downgrade(&broker.inner), retention));

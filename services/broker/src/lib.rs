@@ -49,12 +49,14 @@
 //! - `queries`: request-reply queries, in memory.
 //! - `http`: routes, bodies, checks, problems and the OpenAPI document.
 //! - `metrics`: metric names and help texts.
+//! - `ownership`: the lock that keeps a second broker off the same log.
 
 mod broker;
 mod http;
 mod log;
 pub mod metrics;
 pub mod model;
+mod ownership;
 mod queries;
 mod writer;
 
@@ -164,16 +166,23 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
 async fn assemble(config: &Config, data_dir: &Path) -> Result<(Service, Broker), StartError> {
     config.validate()?;
     let path = config.log_path(data_dir);
+    // Before anything touches the file: one broker per log.
+    let owner = ownership::claim(&path).await.map_err(|e| StartError::Setup(e.to_string()))?;
     let db = Db::connect_with_sync(&format!("sqlite://{}", path.display()), config.readers, SqliteSync::Full).await?;
     db.migrate(&MIGRATIONS, &MIGRATIONS).await?;
     // The recorder must exist before the help texts are given to it.
     chassis::metrics::handle();
     metrics::describe();
     let retention = Duration::from_secs(config.retention_secs);
-    let broker =
-        Broker::open(db.clone(), config.max_batch_ops, Duration::from_millis(config.stats_interval_ms), retention)
-            .await
-            .map_err(|e| StartError::Setup(format!("reading the broker log {}: {e}", path.display())))?;
+    let broker = Broker::open(
+        db.clone(),
+        owner,
+        config.max_batch_ops,
+        Duration::from_millis(config.stats_interval_ms),
+        retention,
+    )
+    .await
+    .map_err(|e| StartError::Setup(format!("reading the broker log {}: {e}", path.display())))?;
     tracing::info!(log = %path.display(), "broker log open");
     let writing = broker.clone();
     let health = Health::builder(chassis::VERSION)
