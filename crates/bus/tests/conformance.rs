@@ -589,10 +589,66 @@ async fn the_relay_wakes_on_commit_instead_of_waiting_for_its_poll(bus: Bus, sto
     let slow_poll = RelayOptions { poll_interval: Duration::from_secs(3600), ..RelayOptions::default() };
     let relay = Relay::new(&store.outbox, bus.transport.clone(), slow_poll);
     let _relay = background("relay", move |shutdown| relay.run(shutdown));
-    assert!(wait_until(Duration::from_secs(5), || async { store.outbox_rows().await == 0 }).await);
-    store.commit(&ticks("a", 1)).await;
-    // With an hour between polls, only the wake-up can deliver it this soon.
-    assert_eq!(drain(&bus.transport, "g", 1).await.len(), 1);
+    // The first message may go out with the relay's first drain at start;
+    // once it has arrived, that drain is over and the relay sleeps for an hour.
+    store.commit(&[tick("a", 1)]).await;
+    assert_eq!(ns(&drain(&bus.transport, "g", 1).await), [1]);
+    store.commit(&[tick("a", 2)]).await;
+    // Only the wake-up from the commit can deliver this one before the hour is up.
+    assert_eq!(ns(&drain(&bus.transport, "g", 1).await), [2]);
+}
+
+async fn a_relay_waits_for_a_live_lease_and_takes_over_an_expired_one(bus: Bus, store: Store) {
+    subscribe(&bus.transport, "g", &[Ticked::TYPE], Duration::from_secs(30)).await;
+    // Another replica's relay holds the lease and then dies without letting go.
+    let expires = testkit_now_ms() + 1_500;
+    let mut tx = store.db.begin_write().await.unwrap();
+    sqlx::query("UPDATE bus_relay_lease SET holder = 'dead-replica', expires_at_ms = $1")
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    store.commit(&ticks("a", 3)).await;
+    let relay = Relay::new(&store.outbox, bus.transport.clone(), fast_relay());
+    assert_eq!(relay.drain().await.unwrap(), bus::Drained::LeaseBusy, "sent while another relay held the lease");
+    assert!(bus.transport.fetch("g", 10, Duration::from_millis(200)).await.unwrap().is_empty());
+    let sent = eventually!(Duration::from_secs(10), "the expired lease taken over", {
+        match relay.drain().await.unwrap() {
+            bus::Drained::Sent(n) => Some(n),
+            bus::Drained::LeaseBusy => None,
+        }
+    });
+    assert_eq!(sent, 3);
+    assert!(testkit_now_ms() >= expires, "took the lease before it expired");
+    assert_eq!(ns(&drain(&bus.transport, "g", 3).await), [1, 2, 3]);
+}
+
+async fn a_message_that_keeps_killing_its_handler_is_dead_lettered_unhandled(bus: Bus, store: Store) {
+    let mut opts = options("g");
+    opts.ack_wait = Duration::from_secs(1);
+    let consumer = Consumer::new(bus.transport.clone(), &store.outbox, Recorder::default(), opts);
+    consumer.subscribe().await.unwrap();
+    bus.transport.publish(&ticks("a", 1)).await.unwrap();
+    // Three deliveries, each taken by a process that died in the handler (nothing settled).
+    for attempt in 1..=3 {
+        let delivery = eventually!(Duration::from_secs(10), "a redelivery", {
+            bus.transport.fetch("g", 1, Duration::from_millis(500)).await.unwrap().pop()
+        });
+        assert_eq!(delivery.attempt, attempt);
+    }
+    // The fourth goes to the dead-letter queue without the handler running again.
+    let outcomes = eventually!(Duration::from_secs(10), "the fourth delivery", {
+        let outcomes = consumer.consume_batch().await.unwrap();
+        (!outcomes.is_empty()).then_some(outcomes)
+    });
+    assert!(matches!(&outcomes[..], [Outcome::DeadLettered(e)] if e.contains("delivered 4 times")), "{outcomes:?}");
+    assert!(store.effects().await.is_empty(), "the handler ran a fourth time");
+    assert_eq!(bus.other.dead_letters(Some("g"), 10).await.unwrap().len(), 1);
+}
+
+fn testkit_now_ms() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 async fn two_relays_on_one_database_lose_nothing_and_keep_order(bus: Bus, store: Store) {
@@ -709,6 +765,8 @@ on_every_transport_and_database!(
     two_replicas_share_one_group_with_one_effect_per_message,
     the_relay_wakes_on_commit_instead_of_waiting_for_its_poll,
     two_relays_on_one_database_lose_nothing_and_keep_order,
+    a_relay_waits_for_a_live_lease_and_takes_over_an_expired_one,
+    a_message_that_keeps_killing_its_handler_is_dead_lettered_unhandled,
 );
 
 /// The backlog runs once per transport (on SQLite): it is about the bus, and
