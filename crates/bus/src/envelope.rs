@@ -117,6 +117,43 @@ impl Envelope {
     }
 }
 
+/// The longest consumer group name.
+pub const MAX_GROUP_NAME: usize = 100;
+/// The longest message type.
+pub const MAX_TYPE_LEN: usize = 200;
+
+/// Checks a consumer group name, the same on every transport: 1-100 ASCII
+/// letters, digits, `-` and `_` (it is one NATS subject token and a consumer name).
+pub fn check_group_name(raw: &str) -> Result<(), String> {
+    if raw.is_empty() || raw.len() > MAX_GROUP_NAME {
+        return Err(format!("must be 1 to {MAX_GROUP_NAME} characters"));
+    }
+    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err("may contain only ASCII letters, digits, '-' and '_'".into());
+    }
+    Ok(())
+}
+
+/// Checks a message type, the same on every transport: 1-200 ASCII letters,
+/// digits, `.`, `-` and `_` in dot-separated non-empty parts
+/// (`orders.order-placed.v1`), so it names a NATS subject; not starting with
+/// `replay.`, which the JetStream transport keeps for replays of dead letters.
+pub fn check_message_type(raw: &str) -> Result<(), String> {
+    if raw.is_empty() || raw.len() > MAX_TYPE_LEN {
+        return Err(format!("must be 1 to {MAX_TYPE_LEN} characters"));
+    }
+    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+        return Err("may contain only ASCII letters, digits, '.', '-' and '_'".into());
+    }
+    if raw.starts_with('.') || raw.ends_with('.') || raw.contains("..") {
+        return Err("must not start or end with '.' or contain '..'".into());
+    }
+    if raw.split('.').next() == Some("replay") {
+        return Err("must not start with 'replay.' (kept for replays of dead letters)".into());
+    }
+    Ok(())
+}
+
 /// The bus subject of message type `message_type`.
 pub fn bus_subject(message_type: &str) -> String {
     format!("{SUBJECT_PREFIX}{message_type}")
@@ -175,6 +212,18 @@ mod tests {
         let envelope: Envelope = serde_json::from_value(json).unwrap();
         assert_eq!(envelope.traceparent, None);
         assert_eq!(envelope.bus_subject(), "bazaar.x.y.v1");
+    }
+
+    #[test]
+    fn names_and_types_follow_one_rule_for_every_transport() {
+        assert!(check_group_name("inventory-2_b").is_ok());
+        for bad in ["", "with space", "dot.ted", "star*", &"g".repeat(101)] {
+            assert!(check_group_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_message_type("orders.order-placed.v1").is_ok());
+        for bad in ["", ".x", "x.", "a..b", "a b", "a.*", "a.>", "replay.x.v1", &"t".repeat(201)] {
+            assert!(check_message_type(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

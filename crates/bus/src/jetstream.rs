@@ -754,20 +754,16 @@ fn replay_filter(group: &str) -> String {
     format!("{}{REPLAY_TOKEN}.{group}.>", crate::SUBJECT_PREFIX)
 }
 
-/// A group name is one subject token and a consumer name: letters, digits, `-` and `_`.
+/// A group name is one subject token and a consumer name (the rule all transports share).
 fn validate_group(group: &str) -> Result<(), BusError> {
-    let valid = !group.is_empty() && group.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid { Ok(()) } else { Err(BusError::Rejected(format!("invalid consumer group name {group:?}"))) }
+    crate::check_group_name(group)
+        .map_err(|problem| BusError::Rejected(format!("invalid consumer group name {group:?}: {problem}")))
 }
 
-/// A message type becomes subject tokens: dot-separated, none empty, no
-/// whitespace or wildcards, and not starting with the replay token.
+/// A message type becomes subject tokens (the rule all transports share).
 fn validate_type(message_type: &str) -> Result<(), BusError> {
-    let valid = message_type
-        .split('.')
-        .all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
-        && message_type.split('.').next() != Some(REPLAY_TOKEN);
-    if valid { Ok(()) } else { Err(BusError::Rejected(format!("invalid message type {message_type:?}"))) }
+    crate::check_message_type(message_type)
+        .map_err(|problem| BusError::Rejected(format!("invalid message type {message_type:?}: {problem}")))
 }
 
 /// A JetStream API error: the server refused (4xx) or could not serve (5xx).

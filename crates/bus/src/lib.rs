@@ -42,7 +42,10 @@ mod transport;
 pub use backoff::Backoff;
 pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError, Outcome, prune_inbox};
 pub use embedded::EmbeddedTransport;
-pub use envelope::{Envelope, Kind, Message, SUBJECT_PREFIX, bus_subject};
+pub use envelope::{
+    Envelope, Kind, MAX_GROUP_NAME, MAX_TYPE_LEN, Message, SUBJECT_PREFIX, bus_subject, check_group_name,
+    check_message_type,
+};
 pub use error::BusError;
 pub use jetstream::{JetStreamOptions, JetStreamTransport};
 pub use outbox::{Outbox, OutboxLag, migrate};

@@ -10,10 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-/// The longest group name accepted.
-pub const MAX_GROUP_NAME: usize = 100;
-/// The longest message type accepted.
-pub const MAX_TYPE_LEN: usize = 200;
+pub use bus::{MAX_GROUP_NAME, MAX_TYPE_LEN};
 /// The most message types one group may consume.
 pub const MAX_GROUP_TYPES: usize = 100;
 /// The longest lease accepted: one day.
@@ -25,19 +22,14 @@ pub const MAX_SEQS: usize = 10_000;
 /// The longest handler error kept with a dead letter; longer ones are cut.
 pub const MAX_ERROR_CHARS: usize = 4_000;
 
-/// A consumer group's name: 1-100 ASCII letters, digits, `-` and `_`.
+/// A consumer group's name: 1-100 ASCII letters, digits, `-` and `_` (`bus::check_group_name`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GroupName(String);
 
 impl GroupName {
-    /// Checks `raw` against the naming rule.
+    /// Checks `raw` against the naming rule every transport shares.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() || raw.len() > MAX_GROUP_NAME {
-            return Err(format!("must be 1 to {MAX_GROUP_NAME} characters"));
-        }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err("may contain only ASCII letters, digits, '-' and '_'".into());
-        }
+        bus::check_group_name(raw)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -47,19 +39,10 @@ impl GroupName {
     }
 }
 
-/// Checks a message type: 1-200 ASCII letters, digits, `.`, `-` and `_`
-/// (`orders.order-placed.v1`), so it can also name a NATS subject.
+/// Checks a message type against the rule every transport shares
+/// (`bus::check_message_type`).
 pub fn check_type(raw: &str) -> Result<(), String> {
-    if raw.is_empty() || raw.len() > MAX_TYPE_LEN {
-        return Err(format!("must be 1 to {MAX_TYPE_LEN} characters"));
-    }
-    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
-        return Err("may contain only ASCII letters, digits, '.', '-' and '_'".into());
-    }
-    if raw.starts_with('.') || raw.ends_with('.') || raw.contains("..") {
-        return Err("must not start or end with '.' or contain '..'".into());
-    }
-    Ok(())
+    bus::check_message_type(raw)
 }
 
 /// An envelope the broker accepted: its id (canonical form), its type, and
