@@ -40,6 +40,13 @@ pub struct ProxyNote {
     pub user_id: Option<String>,
 }
 
+/// Put in a response's extensions by routes whose requests are machine
+/// traffic at a high rate (the broker's fetches and acks): their access-log
+/// line goes out at `debug` instead of `info` unless the answer is an error,
+/// and metrics still count them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietLog;
+
 /// A shutdown signal passed down to everything that must stop: cloneable,
 /// and every clone sees the trigger.
 #[derive(Debug, Clone)]
@@ -180,7 +187,10 @@ async fn observe(request: Request, next: Next) -> Response {
         });
     }
     // Probes and scrapes would drown the access log; they are counted in metrics instead.
-    if !path.starts_with("/health") && path != "/metrics" {
+    if status < 400 && response.extensions().get::<QuietLog>().is_some() {
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        tracing::debug!(method = %method, path = %path, route = %route, status, duration_ms, "request handled");
+    } else if !path.starts_with("/health") && path != "/metrics" {
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         match response.extensions().get::<ProxyNote>() {
             Some(note) => tracing::info!(

@@ -44,20 +44,28 @@ pub struct ApiState {
 
 /// The broker's routes.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    // The data plane: every relay and consumer calls these all the time, so
+    // their successful requests are logged at debug (metrics count them all).
+    let data_plane = Router::new()
         .route("/v1/publish", post(publish))
-        .route("/v1/groups", get(list_groups))
-        .route("/v1/groups/{group}", put(subscribe).get(get_group))
         .route("/v1/groups/{group}/fetch", post(fetch))
         .route("/v1/groups/{group}/ack", post(ack))
         .route("/v1/groups/{group}/nak", post(nak))
+        .route("/v1/queries", post(request_query))
+        .route("/v1/queries/fetch", post(fetch_queries))
+        .route("/v1/queries/{reply_to}/reply", post(reply_query))
+        .layer(axum::middleware::map_response(|mut response: Response| async move {
+            response.extensions_mut().insert(chassis::server::QuietLog);
+            response
+        }));
+    Router::new()
+        .route("/v1/groups", get(list_groups))
+        .route("/v1/groups/{group}", put(subscribe).get(get_group))
         .route("/v1/groups/{group}/dead-letter", post(dead_letter))
         .route("/v1/dlq", get(list_dead_letters))
         .route("/v1/dlq/{id}", get(get_dead_letter))
         .route("/v1/dlq/{id}/replay", post(replay))
-        .route("/v1/queries", post(request_query))
-        .route("/v1/queries/fetch", post(fetch_queries))
-        .route("/v1/queries/{reply_to}/reply", post(reply_query))
+        .merge(data_plane)
         .with_state(state)
 }
 
