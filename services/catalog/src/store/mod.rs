@@ -49,6 +49,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl From<bus::BusError> for StoreError {
+    fn from(error: bus::BusError) -> Self {
+        match error {
+            bus::BusError::Db(db) => Self::Db(db),
+            // Staging only writes to the database; anything else is a message that does not encode.
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}
+
 /// A category with how many products it holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CategoryCount {

@@ -36,10 +36,7 @@ impl SqlCatalogStore {
     async fn stage_changed(tx: &mut sqlx::AnyConnection, product: &Product) -> Result<(), StoreError> {
         let envelope =
             crate::messages::ProductChanged::envelope(product).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        bus::Outbox::stage(tx, &envelope).await.map_err(|e| match e {
-            bus::BusError::Db(db) => StoreError::Db(db),
-            other => StoreError::Corrupt(other.to_string()),
-        })
+        Ok(bus::Outbox::stage(tx, &envelope).await?)
     }
 
     /// The `doc` column as text, whatever its type.
