@@ -407,7 +407,6 @@ fn info(row: &GroupRow, stats: GroupStats) -> GroupInfo {
     GroupInfo { name: row.name.clone(), types: row.types.clone(), ack_wait_ms: row.ack_wait_ms, stats: stats.into() }
 }
 
-/// Sets the per-group gauges from the log every `interval`, until the broker is dropped.
 /// Messages one expiry transaction deletes at most, so it never holds the
 /// writer for long; the next round takes the rest.
 const EXPIRE_BATCH: i64 = 5_000;
@@ -436,6 +435,7 @@ async fn expire_old(broker: Weak<Inner>, retention: Duration) -> Result<(), std:
     }
 }
 
+/// Sets the per-group gauges from the log every `interval`, until the broker is dropped.
 async fn refresh_stats(broker: Weak<Inner>, interval: Duration) -> Result<(), std::convert::Infallible> {
     let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

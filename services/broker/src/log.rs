@@ -312,13 +312,18 @@ async fn lease_new(
 /// Deletes up to `limit` messages published before `before` that no group
 /// still holds (pending or dead-lettered); returns how many went. A group
 /// created later starts from the oldest message left.
+///
+/// The newest message always stays: `seq` is SQLite's rowid, which is the
+/// highest remaining plus one, so deleting the newest would hand its number
+/// to the next publish, and a group positioned at it would skip that message.
 pub(crate) async fn expire(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM messages WHERE seq IN (\
            SELECT m.seq FROM messages m WHERE m.published_at < $1 \
+             AND m.seq < (SELECT MAX(seq) FROM messages) \
              AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = m.seq) \
              AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.seq = m.seq) \
-           ORDER BY m.seq LIMIT $2)",
+           LIMIT $2)",
     )
     .bind(before)
     .bind(limit)

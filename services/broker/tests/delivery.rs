@@ -319,27 +319,54 @@ async fn unknown_groups_and_dead_letters_are_refused() {
 #[tokio::test]
 async fn messages_past_the_retention_expire_unless_a_group_still_holds_them() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_with(dir.path(), broker::Config { retention_secs: 1, ..common::config() }).await;
+    let broker = start_with(dir.path(), broker::Config { retention_secs: 3, ..common::config() }).await;
     let bus = &broker.bus;
     bus.subscribe(&subscription("holder", &[PING], LONG)).await.unwrap();
-    bus.publish(&[ping(1), ping(2)]).await.unwrap();
-    bus.publish(&[pong(3)]).await.unwrap();
-    // The group acks 1 and keeps 2 in flight; 3 (a pong) no group wants; dead-letter nothing yet.
+    bus.publish(&[ping(1), ping(2), ping(3)]).await.unwrap();
+    bus.publish(&[pong(4)]).await.unwrap();
+    // The group acks 1, keeps 2 in flight and dead-letters 3; 4 (a pong) no
+    // group wants, but it is the newest message, which always stays.
     let batch = bus.fetch("holder", 10, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(batch.len(), 2);
+    assert_eq!(batch.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![1, 2, 3]);
     bus.ack("holder", &batch[..1]).await.unwrap();
+    bus.dead_letter("holder", &batch[2], "refused").await.unwrap();
 
-    // Once the retention has passed, a group created now finds only what "holder" still holds.
-    let expired = testkit::wait_until(Duration::from_secs(10), || async {
+    // Once the retention has passed, only the acked ping expires.
+    let expired = testkit::wait_until(Duration::from_secs(15), || async {
         let metrics = broker.http.get(broker.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        metrics.lines().any(|line| line.starts_with("broker_messages_expired_total") && line.ends_with(" 2"))
+        metrics.lines().any(|line| line.starts_with("broker_messages_expired_total") && line.ends_with(" 1"))
     })
     .await;
-    assert!(expired, "the acked ping and the unwanted pong should have expired");
+    assert!(expired, "the acked ping should have expired");
     bus.subscribe(&subscription("late", &[PING, PONG], LONG)).await.unwrap();
     let late = bus.fetch("late", 10, Duration::from_secs(2)).await.unwrap();
-    assert_eq!(late.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![2]);
-    // The message in flight survived: its holder can still ack it.
-    bus.ack("holder", &batch[1..]).await.unwrap();
-    assert!(bus.fetch("holder", 10, Duration::from_millis(200)).await.unwrap().is_empty());
+    assert_eq!(late.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![2, 3, 4]);
+    // What the holder held survived: it can still ack the one in flight and replay the dead letter.
+    bus.ack("holder", &batch[1..2]).await.unwrap();
+    let dead = bus.dead_letters(Some("holder"), 10).await.unwrap();
+    bus.replay(&dead[0].id).await.unwrap();
+    let replayed = bus.fetch("holder", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(replayed.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![3]);
+}
+
+#[tokio::test]
+async fn a_group_caught_up_when_everything_expired_still_gets_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_with(dir.path(), broker::Config { retention_secs: 2, ..common::config() }).await;
+    let bus = &broker.bus;
+    bus.subscribe(&subscription("caught-up", &[PING], LONG)).await.unwrap();
+    bus.publish(&[ping(1), ping(2)]).await.unwrap();
+    let batch = bus.fetch("caught-up", 10, Duration::from_secs(5)).await.unwrap();
+    bus.ack("caught-up", &batch).await.unwrap();
+    // Everything old enough expires except the newest message, whose number
+    // must not be handed to the next publish.
+    let expired = testkit::wait_until(Duration::from_secs(10), || async {
+        let metrics = broker.http.get(broker.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.lines().any(|line| line.starts_with("broker_messages_expired_total") && line.ends_with(" 1"))
+    })
+    .await;
+    assert!(expired, "the older message should have expired");
+    bus.publish(&[ping(3)]).await.unwrap();
+    let next = bus.fetch("caught-up", 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next.iter().map(|d| n_of(&d.envelope)).collect::<Vec<_>>(), vec![3]);
 }
