@@ -128,8 +128,10 @@ async fn connect(args: &Args) -> anyhow::Result<Transport> {
     } else {
         args.nats_url.clone()
     };
-    let settings = bus::BusSettings { transport: bus::TransportKind::Jetstream, nats_urls, ..Default::default() };
-    settings.connect().await?.context("no NATS server to connect to")
+    // An operator tool uses the streams the services made; it never makes them.
+    let options =
+        bus::JetStreamOptions { create_streams: false, connection_name: "bazaar-dlq".into(), ..Default::default() };
+    Ok(Transport::JetStream(bus::JetStreamTransport::connect(&nats_urls, options).await?))
 }
 
 fn not_found(error: bus::BusError, id: &str) -> anyhow::Error {

@@ -218,6 +218,21 @@ impl<H: Handler> Consumer<H> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
+        // A batch with a redelivery in it may hold a message whose handler takes
+        // the process down. Such a batch goes one message at a time, each acked
+        // as soon as it commits, so the others are not held hostage, and each
+        // handler start is counted so the culprit is found and set aside.
+        if deliveries.iter().any(|d| d.attempt > 1) {
+            let mut outcomes = Vec::with_capacity(deliveries.len());
+            for delivery in deliveries {
+                let outcome = self.process(&delivery).await?;
+                if matches!(outcome, Outcome::Handled | Outcome::Duplicate) {
+                    self.transport.ack(&self.options.group, std::slice::from_ref(&delivery)).await?;
+                }
+                outcomes.push(outcome);
+            }
+            return Ok(outcomes);
+        }
         let outcomes = self.settle(&deliveries).await?;
         // One ack for the batch: all of these are committed, so a lost ack only
         // means a redelivery the inbox recognises.
@@ -235,7 +250,54 @@ impl<H: Handler> Consumer<H> {
 
     /// Handles one delivery through the inbox and settles it with the bus,
     /// except for the ack of a handled message, which the caller owes.
+    ///
+    /// A redelivery's handler start is first counted in a transaction of its
+    /// own; once it has been started more than `max_attempts` times without
+    /// finishing (each time the process died with it), the message goes to
+    /// the dead-letter queue without running again. Redeliveries for other
+    /// reasons (a lost ack, a database or bus outage) never started the
+    /// handler, or finished it and are in the inbox, so they are not counted.
     pub async fn process(&self, delivery: &Delivery) -> Result<Outcome, BusError> {
+        if delivery.attempt > 1 {
+            let group = &self.options.group;
+            let id = delivery.envelope.id.to_string();
+            let handled: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM bus_inbox WHERE consumer = $1 AND message_id = $2")
+                    .bind(group)
+                    .bind(&id)
+                    .fetch_optional(self.outbox.db().reader())
+                    .await?;
+            if handled.is_some() {
+                crate::metric::record_consumed(group, &Outcome::Duplicate, Duration::ZERO);
+                return Ok(Outcome::Duplicate);
+            }
+            let mut tx = self.outbox.db().begin_write().await?;
+            let starts: i64 = sqlx::query_scalar(
+                "INSERT INTO bus_attempts (consumer, message_id, starts, started_at_ms) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (consumer, message_id) DO UPDATE SET starts = bus_attempts.starts + 1, \
+                 started_at_ms = excluded.started_at_ms RETURNING starts",
+            )
+            .bind(group)
+            .bind(&id)
+            .bind(crate::now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if starts > i64::from(self.options.max_attempts) {
+                let error = format!(
+                    "its handler was started {} times without finishing; it may be taking the process down",
+                    starts - 1
+                );
+                tracing::error!(
+                    group = %group, message_id = %id, message_type = %delivery.envelope.message_type,
+                    error = %error, "message moved to the dead-letter queue"
+                );
+                self.transport.dead_letter(group, delivery, &error).await?;
+                let outcome = Outcome::DeadLettered(error);
+                crate::metric::record_consumed(group, &outcome, Duration::ZERO);
+                return Ok(outcome);
+            }
+        }
         let mut outcomes = self.settle(std::slice::from_ref(delivery)).await?;
         Ok(outcomes.pop().unwrap_or(Outcome::Duplicate))
     }
@@ -248,16 +310,6 @@ impl<H: Handler> Consumer<H> {
         let mut results = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             let envelope = &delivery.envelope;
-            // Delivered more often than allowed without ever being settled: the
-            // handler took the process down with it each time (a crash, an
-            // out-of-memory kill). Running it again would do the same.
-            if delivery.attempt > self.options.max_attempts {
-                results.push(Err(HandlerError::Reject(format!(
-                    "delivered {} times without being settled; the handler may be crashing the process",
-                    delivery.attempt
-                ))));
-                continue;
-            }
             let result = envelope.trace_context().child().scope(self.handle_once(&mut tx, envelope)).await;
             results.push(result);
         }
@@ -341,9 +393,10 @@ impl<H: Handler> Consumer<H> {
 /// How often a running consumer prunes its inbox.
 const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Deletes inbox records older than `retention`. Keep it longer than the
-/// bus keeps messages (7 days on both transports), or a redelivery of an old
-/// message would find no record and take effect again.
+/// Deletes inbox records (and counts of handler starts) older than
+/// `retention`. Keep it longer than the bus keeps messages (7 days on both
+/// transports), or a redelivery of an old message would find no record and
+/// take effect again.
 pub async fn prune_inbox(outbox: &Outbox, retention: Duration) -> Result<u64, BusError> {
     let cutoff = crate::now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut tx = outbox.db().begin_write().await?;
@@ -352,6 +405,7 @@ pub async fn prune_inbox(outbox: &Outbox, retention: Duration) -> Result<u64, Bu
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    sqlx::query("DELETE FROM bus_attempts WHERE started_at_ms < $1").bind(cutoff).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(deleted)
 }

@@ -134,6 +134,10 @@ pub struct JetStreamOptions {
     pub request_timeout: Duration,
     /// The connection name the server shows in its monitoring (`connz`).
     pub connection_name: String,
+    /// Whether connecting creates missing streams (services) or requires them
+    /// to exist (operator tools, which must not create a stream with their
+    /// own defaults before the services have made it with theirs).
+    pub create_streams: bool,
 }
 
 impl Default for JetStreamOptions {
@@ -147,6 +151,7 @@ impl Default for JetStreamOptions {
             max_ack_pending: 20_000,
             request_timeout: Duration::from_secs(5),
             connection_name: "bazaar".to_owned(),
+            create_streams: true,
         }
     }
 }
@@ -218,6 +223,14 @@ impl JetStreamTransport {
     async fn ensure_streams(&self) -> Result<(), BusError> {
         for config in [self.stream_config(), self.dead_letter_stream_config()] {
             let name = config.name.clone();
+            if !self.inner.options.create_streams {
+                self.inner.js.get_stream(&name).await.map_err(|e| {
+                    BusError::Unavailable(format!(
+                        "no stream {name} on this NATS system yet ({e}); start the services first"
+                    ))
+                })?;
+                continue;
+            }
             let wanted = (config.num_replicas, config.max_age, config.duplicate_window);
             let stream = self.inner.js.get_or_create_stream(config).await.map_err(|e| {
                 let text = format!("cannot create stream {name}: {e}");

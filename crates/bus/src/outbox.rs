@@ -16,9 +16,6 @@ use tokio::sync::Notify;
 use crate::envelope::Envelope;
 use crate::error::BusError;
 
-/// The PostgreSQL advisory lock that orders publishing transactions ("bazaar-ob" in ASCII).
-const OUTBOX_LOCK_KEY: i64 = 0x0062_617a_6172_6f62;
-
 /// Staging and waking for one service's outbox table.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -44,15 +41,11 @@ impl Outbox {
 
     /// Stages `envelope` in the transaction open on `tx`: it is published if
     /// and only if that transaction commits. (`&mut tx` of a `Transaction` coerces.)
-    ///
-    /// On PostgreSQL the first stage of a transaction takes a transaction-scoped
-    /// advisory lock, so transactions that publish commit one after another and
-    /// outbox positions are in commit order: the relay never sends a row before
-    /// a lower one that was still uncommitted. (SQLite has one writer anyway.)
+    /// A type no transport accepts is refused here, where the caller can see
+    /// it, rather than blocking the relay later.
     pub async fn stage(tx: &mut AnyConnection, envelope: &Envelope) -> Result<(), BusError> {
-        if tx.backend_name().eq_ignore_ascii_case("postgresql") {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(OUTBOX_LOCK_KEY).execute(&mut *tx).await?;
-        }
+        crate::check_message_type(&envelope.message_type)
+            .map_err(|problem| BusError::Rejected(format!("message type {:?}: {problem}", envelope.message_type)))?;
         sqlx::query("INSERT INTO bus_outbox (message_id, envelope, created_at_ms) VALUES ($1, $2, $3)")
             .bind(envelope.id.to_string())
             .bind(serde_json::to_string(envelope)?)

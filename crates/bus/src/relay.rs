@@ -19,10 +19,18 @@
 //! ([`crate::Outbox::notify`]) and otherwise polls, for rows committed by other
 //! processes on the same database.
 //!
-//! Order: rows are sent in position order, and positions are commit order:
-//! on SQLite because there is one writer, on PostgreSQL because staging takes
-//! an advisory lock held until commit (see [`crate::Outbox::stage`]). A relay
-//! therefore never sends a row while a lower one is still uncommitted.
+//! Order: rows are sent in position order. On SQLite positions are commit
+//! order (one writer). On PostgreSQL a row's position is drawn from a
+//! sequence when it is inserted, so rows of two concurrent transactions can
+//! commit in the other order and the higher position go out first. Messages
+//! about one aggregate still go out in the order they were written, because
+//! the transactions that change one aggregate are serialised by its row lock
+//! (or the event store's expected version) before they stage anything. No
+//! row is ever lost either way: the relay deletes exactly the rows it sent,
+//! so a lower position that commits late is sent in the next round. (A
+//! global lock while staging would give total commit order, at the price of
+//! serialising every publishing transaction of the service and of deadlocks
+//! with the locks handlers take after staging.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +124,7 @@ impl Relay {
         let mut lease_wait = self.options.lease_retry;
         loop {
             let drained = self.drain().await;
+            let lease_busy = matches!(drained, Ok(Drained::LeaseBusy));
             // Recorded whatever happened: the lag matters most while the bus is down.
             self.record_lag().await;
             let pause = match drained {
@@ -139,7 +148,9 @@ impl Relay {
                 }
             };
             tokio::select! {
-                () = self.wake.notified() => {}
+                // While another replica drains, this one's commits are its work
+                // too: waking on each would only hammer the lease.
+                () = self.wake.notified(), if !lease_busy => {}
                 () = tokio::time::sleep(pause) => {}
                 () = &mut stopped => break,
             }

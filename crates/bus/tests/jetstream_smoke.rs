@@ -260,3 +260,21 @@ async fn fetching_an_unknown_group_or_publishing_a_wildcard_type_is_refused() {
     bad.message_type = "smoke.*.v1".into();
     assert!(matches!(bus.publish(&[bad]).await, Err(BusError::Rejected(_))));
 }
+
+#[tokio::test]
+async fn an_operator_connection_uses_the_streams_and_never_makes_or_reshapes_them() {
+    let Some(nats) = testkit::nats_or_skip().await else { return };
+    let operator = JetStreamOptions { create_streams: false, ..JetStreamOptions::default() };
+    let early = JetStreamTransport::connect(&[nats.url()], operator.clone()).await;
+    assert!(matches!(early, Err(BusError::Unavailable(ref e)) if e.contains("start the services first")), "{early:?}");
+
+    // A service makes the streams with its own settings; later connections leave them be.
+    let service = JetStreamOptions { duplicate_window: Duration::from_secs(42), ..JetStreamOptions::default() };
+    JetStreamTransport::connect(&[nats.url()], service).await.unwrap();
+    JetStreamTransport::connect(&[nats.url()], JetStreamOptions::default()).await.unwrap();
+    let tool = JetStreamTransport::connect(&[nats.url()], operator).await.unwrap();
+    assert!(tool.dead_letters(None, 10).await.unwrap().is_empty());
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut stream = async_nats::jetstream::new(client).get_stream("BAZAAR").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().config.duplicate_window, Duration::from_secs(42));
+}
