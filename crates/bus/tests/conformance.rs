@@ -599,6 +599,12 @@ async fn the_relay_wakes_on_commit_instead_of_waiting_for_its_poll(bus: Bus, sto
     // once it has arrived, that drain is over and the relay sleeps for an hour.
     store.commit(&[tick("a", 1)]).await;
     assert_eq!(ns(&drain(&bus.transport, "g", 1).await), [1]);
+    // The drain that sent it ends by releasing the lease: after that, nothing but a wake-up runs another.
+    eventually!(Duration::from_secs(10), "the first drain over", {
+        let holder: String =
+            sqlx::query_scalar("SELECT holder FROM bus_relay_lease").fetch_one(store.db.reader()).await.unwrap();
+        holder.is_empty().then_some(())
+    });
     store.commit(&[tick("a", 2)]).await;
     // Only the wake-up from the commit can deliver this one before the hour is up.
     assert_eq!(ns(&drain(&bus.transport, "g", 1).await), [2]);
