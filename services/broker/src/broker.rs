@@ -305,6 +305,7 @@ impl Broker {
                 Some(due) => deadline.min(now + Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0) + 1)),
                 None => deadline,
             };
+            let _parked = Parked::new(name);
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep_until(wake_at) => {}
@@ -400,6 +401,23 @@ impl Broker {
     /// Answers the query waiting at `reply_to`; false when its requester stopped waiting.
     pub fn reply(&self, reply_to: &str, reply: &CheckedEnvelope) -> bool {
         self.inner.queries.reply(reply_to, reply.json.clone())
+    }
+}
+
+/// A fetch waiting for messages, counted in the parked-fetches gauge for as
+/// long as it waits (also when the client hangs up and the wait is dropped).
+struct Parked(String);
+
+impl Parked {
+    fn new(group: &str) -> Self {
+        metrics::gauge!(m::PARKED_FETCHES, "group" => group.to_owned()).increment(1.0);
+        Self(group.to_owned())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        metrics::gauge!(m::PARKED_FETCHES, "group" => self.0.clone()).decrement(1.0);
     }
 }
 

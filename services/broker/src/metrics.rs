@@ -19,6 +19,8 @@ pub const NAKS: &str = "broker_naks_total";
 pub const DEAD_LETTERS: &str = "broker_dead_letters_total";
 /// Dead letters replayed to their group, by group.
 pub const REPLAYS: &str = "broker_replays_total";
+/// Fetches waiting for messages right now (long polls), by group.
+pub const PARKED_FETCHES: &str = "broker_parked_fetches";
 /// Messages deleted from the log for being older than the retention and held by no group.
 pub const EXPIRED: &str = "broker_messages_expired_total";
 /// Messages of a group's types not yet acked by it (new, in flight or due again), by group.
@@ -46,6 +48,7 @@ pub fn describe() {
     metrics::describe_counter!(NAKS, "Deliveries handed back to be redelivered after a delay, by consumer group.");
     metrics::describe_counter!(DEAD_LETTERS, "Deliveries moved to the dead-letter queue, by consumer group.");
     metrics::describe_counter!(REPLAYS, "Dead letters replayed to their consumer group, by consumer group.");
+    metrics::describe_gauge!(PARKED_FETCHES, "Fetches waiting for messages right now (long polls), by consumer group.");
     metrics::describe_counter!(EXPIRED, "Messages deleted from the log after the retention, held by no group.");
     metrics::describe_gauge!(CONSUMER_LAG, "Messages of a consumer group's types it has not acked yet.");
     metrics::describe_gauge!(IN_FLIGHT, "Messages delivered to a consumer group and not yet acked or dead-lettered.");

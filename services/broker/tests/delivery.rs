@@ -235,8 +235,8 @@ async fn a_waiting_fetch_returns_as_soon_as_a_matching_message_is_published() {
         (batch, Instant::now())
     };
     let publish = async {
-        // The gap lets the fetch park first; what is measured is how soon it returns after the publish.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The fetch parks first; what is measured is how soon it returns after the publish.
+        broker.until_parked("g").await;
         bus.publish(&[pong(1)]).await.unwrap();
         bus.publish(&[ping(2)]).await.unwrap();
         Instant::now()

@@ -38,8 +38,8 @@ async fn shutdown_answers_parked_fetches_at_once() {
             (fetched, started.elapsed())
         };
         let trigger = async {
-            // The gap lets the fetch park before the shutdown it is meant to survive begins.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The fetch parks before the shutdown it is meant to survive begins.
+            common::parked(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}"), "g").await;
             stop.trigger();
         };
         let ((fetched, took), ()) = tokio::join!(parked, trigger);

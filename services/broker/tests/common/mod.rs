@@ -72,6 +72,22 @@ impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+
+    /// Waits until a fetch of `group` is parked, waiting for messages.
+    pub async fn until_parked(&self, group: &str) {
+        parked(&self.http, &self.base_url, group).await;
+    }
+}
+
+/// Waits until the broker at `base_url` reports a fetch of `group` parked.
+pub async fn parked(http: &reqwest::Client, base_url: &str, group: &str) {
+    let line = format!("broker_parked_fetches{{group=\"{group}\"}} 1");
+    let parked = testkit::wait_until(Duration::from_secs(10), || async {
+        let Ok(response) = http.get(format!("{base_url}/metrics")).send().await else { return false };
+        response.text().await.is_ok_and(|text| text.lines().any(|l| l == line))
+    })
+    .await;
+    assert!(parked, "no fetch of {group} parked");
 }
 
 pub fn ping(n: u64) -> Envelope {
