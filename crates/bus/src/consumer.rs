@@ -268,8 +268,7 @@ impl<H: Handler> Consumer<H> {
                     .fetch_optional(self.outbox.db().reader())
                     .await?;
             if handled.is_some() {
-                crate::metric::record_consumed(group, &Outcome::Duplicate, Duration::ZERO);
-                return Ok(Outcome::Duplicate);
+                return self.conclude(delivery, Outcome::Duplicate, Duration::ZERO).await;
             }
             let mut tx = self.outbox.db().begin_write().await?;
             let starts: i64 = sqlx::query_scalar(
@@ -288,14 +287,7 @@ impl<H: Handler> Consumer<H> {
                     "its handler was started {} times without finishing; it may be taking the process down",
                     starts - 1
                 );
-                tracing::error!(
-                    group = %group, message_id = %id, message_type = %delivery.envelope.message_type,
-                    error = %error, "message moved to the dead-letter queue"
-                );
-                self.transport.dead_letter(group, delivery, &error).await?;
-                let outcome = Outcome::DeadLettered(error);
-                crate::metric::record_consumed(group, &outcome, Duration::ZERO);
-                return Ok(outcome);
+                return self.conclude(delivery, Outcome::DeadLettered(error), Duration::ZERO).await;
             }
         }
         let mut outcomes = self.settle(std::slice::from_ref(delivery)).await?;
@@ -319,23 +311,28 @@ impl<H: Handler> Consumer<H> {
         let took = started.elapsed();
         let mut outcomes = Vec::with_capacity(deliveries.len());
         for (delivery, result) in deliveries.iter().zip(results) {
-            let outcome = self.decide(delivery, result);
-            match &outcome {
-                Outcome::Retried(delay) => self.transport.nak(&self.options.group, delivery, *delay).await?,
-                Outcome::DeadLettered(error) => {
-                    tracing::error!(
-                        group = %self.options.group, message_id = %delivery.envelope.id,
-                        message_type = %delivery.envelope.message_type, attempts = delivery.attempt, error = %error,
-                        "message moved to the dead-letter queue"
-                    );
-                    self.transport.dead_letter(&self.options.group, delivery, error).await?;
-                }
-                Outcome::Handled | Outcome::Duplicate => {}
-            }
-            crate::metric::record_consumed(&self.options.group, &outcome, took);
-            outcomes.push(outcome);
+            outcomes.push(self.conclude(delivery, self.decide(delivery, result), took).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Tells the bus what became of a delivery that will not be acked (nak
+    /// or dead letter; acks are the caller's, batched) and counts the outcome.
+    async fn conclude(&self, delivery: &Delivery, outcome: Outcome, took: Duration) -> Result<Outcome, BusError> {
+        match &outcome {
+            Outcome::Retried(delay) => self.transport.nak(&self.options.group, delivery, *delay).await?,
+            Outcome::DeadLettered(error) => {
+                tracing::error!(
+                    group = %self.options.group, message_id = %delivery.envelope.id,
+                    message_type = %delivery.envelope.message_type, attempts = delivery.attempt, error = %error,
+                    "message moved to the dead-letter queue"
+                );
+                self.transport.dead_letter(&self.options.group, delivery, error).await?;
+            }
+            Outcome::Handled | Outcome::Duplicate => {}
+        }
+        crate::metric::record_consumed(&self.options.group, &outcome, took);
+        Ok(outcome)
     }
 
     fn decide(&self, delivery: &Delivery, result: Result<bool, HandlerError>) -> Outcome {

@@ -54,8 +54,8 @@ pub use relay::{Drained, Relay, RelayOptions};
 pub use settings::{BusSettings, TransportKind, connect_until_stopped, with_relay};
 pub use transport::{DeadLetter, Delivery, IncomingQuery, Subscription, Transport};
 
-/// Milliseconds since the Unix epoch, as stored in the bus tables.
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as the bus tables and the broker's log store times.
+pub fn now_ms() -> i64 {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }

@@ -89,8 +89,9 @@ impl Outbox {
         &self.db
     }
 
-    pub(crate) fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// Resolves when [`Outbox::notify`] has been called on this outbox or a clone.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
     }
 }
 

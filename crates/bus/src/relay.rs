@@ -32,13 +32,10 @@
 //! serialising every publishing transaction of the service and of deadlocks
 //! with the locks handlers take after staging.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chassis::db::Db;
 use chassis::server::Shutdown;
 use sqlx::Row as _;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
@@ -95,9 +92,7 @@ pub enum Drained {
 #[derive(Debug)]
 pub struct Relay {
     outbox: Outbox,
-    db: Db,
     transport: Transport,
-    wake: Arc<Notify>,
     options: RelayOptions,
     holder: String,
 }
@@ -106,14 +101,7 @@ impl Relay {
     /// A relay for `outbox`, publishing to `transport`.
     pub fn new(outbox: &Outbox, transport: Transport, options: RelayOptions) -> Self {
         crate::metric::describe();
-        Self {
-            outbox: outbox.clone(),
-            db: outbox.db().clone(),
-            transport,
-            wake: outbox.wake(),
-            options,
-            holder: Uuid::now_v7().to_string(),
-        }
+        Self { outbox: outbox.clone(), transport, options, holder: Uuid::now_v7().to_string() }
     }
 
     /// Runs until `shutdown`, then makes a last attempt to flush the outbox.
@@ -150,7 +138,7 @@ impl Relay {
             tokio::select! {
                 // While another replica drains, this one's commits are its work
                 // too: waking on each would only hammer the lease.
-                () = self.wake.notified(), if !lease_busy => {}
+                () = self.outbox.woken(), if !lease_busy => {}
                 () = tokio::time::sleep(pause) => {}
                 () = &mut stopped => break,
             }
@@ -189,7 +177,7 @@ impl Relay {
         loop {
             let rows = sqlx::query("SELECT position, envelope FROM bus_outbox ORDER BY position LIMIT $1")
                 .bind(i64::try_from(self.options.batch_size).unwrap_or(i64::MAX))
-                .fetch_all(self.db.reader())
+                .fetch_all(self.outbox.db().reader())
                 .await?;
             if rows.is_empty() {
                 return Ok(sent);
@@ -223,7 +211,7 @@ impl Relay {
             for position in chunk {
                 query = query.bind(*position);
             }
-            let mut tx = self.db.begin_write().await?;
+            let mut tx = self.outbox.db().begin_write().await?;
             query.execute(&mut *tx).await?;
             tx.commit().await?;
         }
@@ -231,8 +219,9 @@ impl Relay {
     }
 
     async fn outbox_is_empty(&self) -> Result<bool, BusError> {
-        let row: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM bus_outbox LIMIT 1").fetch_optional(self.db.reader()).await?;
+        let row: Option<i64> = sqlx::query_scalar("SELECT position FROM bus_outbox LIMIT 1")
+            .fetch_optional(self.outbox.db().reader())
+            .await?;
         Ok(row.is_none())
     }
 
@@ -261,7 +250,7 @@ impl Relay {
     }
 
     async fn release_lease(&self) -> Result<(), BusError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.outbox.db().begin_write().await?;
         sqlx::query("UPDATE bus_relay_lease SET holder = '', expires_at_ms = 0 WHERE name = 'outbox' AND holder = $1")
             .bind(&self.holder)
             .execute(&mut *tx)
@@ -273,7 +262,7 @@ impl Relay {
     async fn update_lease(&self, sql: &'static str) -> Result<bool, BusError> {
         let now = crate::now_ms();
         let ttl = i64::try_from(self.options.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.outbox.db().begin_write().await?;
         let updated = sqlx::query(sql)
             .bind(&self.holder)
             .bind(now.saturating_add(ttl))

@@ -79,7 +79,7 @@ impl BusSettings {
 /// a bus is configured; without one, the service runs and its messages wait
 /// in the outbox (logged once at start). The relay connects in the
 /// background, retrying, so a service starts and serves while its bus is down.
-pub async fn with_relay(
+pub fn with_relay(
     service: chassis::service::Service,
     settings: &BusSettings,
     outbox: &crate::Outbox,

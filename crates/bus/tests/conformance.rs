@@ -613,7 +613,7 @@ async fn the_relay_wakes_on_commit_instead_of_waiting_for_its_poll(bus: Bus, sto
 async fn a_relay_waits_for_a_live_lease_and_takes_over_an_expired_one(bus: Bus, store: Store) {
     subscribe(&bus.transport, "g", &[Ticked::TYPE], Duration::from_secs(30)).await;
     // Another replica's relay holds the lease and then dies without letting go.
-    let expires = testkit_now_ms() + 1_500;
+    let expires = bus::now_ms() + 1_500;
     let mut tx = store.db.begin_write().await.unwrap();
     sqlx::query("UPDATE bus_relay_lease SET holder = 'dead-replica', expires_at_ms = $1")
         .bind(expires)
@@ -632,7 +632,7 @@ async fn a_relay_waits_for_a_live_lease_and_takes_over_an_expired_one(bus: Bus, 
         }
     });
     assert_eq!(sent, 3);
-    assert!(testkit_now_ms() >= expires, "took the lease before it expired");
+    assert!(bus::now_ms() >= expires, "took the lease before it expired");
     assert_eq!(ns(&drain(&bus.transport, "g", 3).await), [1, 2, 3]);
 }
 
@@ -683,10 +683,6 @@ async fn redeliveries_that_never_reached_the_handler_are_not_counted_against_it(
         (!outcomes.is_empty()).then_some(outcomes)
     });
     assert_eq!(outcomes, [Outcome::Handled], "a message that never failed its handler was set aside");
-}
-
-fn testkit_now_ms() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 async fn two_relays_on_one_database_lose_nothing_and_keep_order(bus: Bus, store: Store) {

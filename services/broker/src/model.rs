@@ -150,11 +150,9 @@ pub fn clip_error(error: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch, the broker's clock for leases and timestamps.
-pub fn now_ms() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(nanos).unwrap_or(i64::MAX)
-}
+/// Milliseconds since the Unix epoch, the broker's clock for leases and
+/// timestamps: the same clock the bus client writes its tables with.
+pub use bus::now_ms;
 
 /// A millisecond timestamp as a date-time (the epoch for one out of range).
 pub fn from_ms(ms: i64) -> OffsetDateTime {

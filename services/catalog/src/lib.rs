@@ -77,9 +77,7 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
     let routes = http::router(http::ApiState { catalog, cache_max_age_secs: config.cache_max_age_secs })
         .merge(chassis::openapi::router(http::ApiDoc::openapi()));
     let service = Service::new(NAME, routes, health, &config.http).with_db(db);
-    bus::with_relay(service, &config.bus, &outbox)
-        .await
-        .map_err(|e| StartError::Setup(format!("connecting to the bus: {e}")))
+    bus::with_relay(service, &config.bus, &outbox).map_err(|e| StartError::Setup(format!("bus settings: {e}")))
 }
 
 /// `bazaar serve catalog`: loads the configuration, builds and serves until shutdown.

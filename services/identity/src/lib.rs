@@ -87,9 +87,7 @@ pub async fn build(config: &Config, data_dir: &Path) -> Result<Service, StartErr
     let health = config.bus.declare_health(Health::builder(chassis::VERSION).database(db.clone())).build();
     let routes = http::router(identity).merge(chassis::openapi::router(http::ApiDoc::openapi()));
     let service = Service::new(NAME, routes, health, &config.http).with_db(db);
-    bus::with_relay(service, &config.bus, &outbox)
-        .await
-        .map_err(|e| StartError::Setup(format!("connecting to the bus: {e}")))
+    bus::with_relay(service, &config.bus, &outbox).map_err(|e| StartError::Setup(format!("bus settings: {e}")))
 }
 
 /// `bazaar serve identity`: loads the configuration, builds and serves until shutdown.
